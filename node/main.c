@@ -1,0 +1,208 @@
+/* main.c: the `ukko` program: parses the command line, loads and checks the
+ * config, wires the libraries together and runs the node. Main thread only.
+ * Exit codes: 0 orderly stop, 1 runtime failure, 2 bad usage or config. */
+#include "ukko.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+extern char **environ;
+
+/* Every module's settings, registered into one config. */
+typedef struct settings {
+    ukko_node_config_t node;
+} settings_t;
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "ukko %s: a cluster-node runtime for Kafka services on Kubernetes\n"
+            "\n"
+            "Usage:\n"
+            "  ukko [run] [--config FILE] [options]   run a node (the default command)\n"
+            "  ukko check-config FILE                 print the effective config as JSON,\n"
+            "                                         or every problem in it (exit 2)\n"
+            "  ukko --help | --version\n"
+            "\n"
+            "Options:\n"
+            "  -c, --config FILE      JSON config file (see ukko.example.json)\n"
+            "      --log-format FMT   json (default) or text\n"
+            "      --log-level LEVEL  debug, info (default), warn or error\n"
+            "\n"
+            "Every config key can be set by environment: UKKO_ + the key path in upper\n"
+            "case with '.' and '-' as '_', e.g. UKKO_MANAGEMENT_PORT=8600.\n"
+            "Flags override the environment, which overrides the file.\n"
+            "\n"
+            "Management routes (default 0.0.0.0:8558): /alive /ready /startup /metrics\n",
+            UKKO_VERSION);
+}
+
+static int register_all(ukko_config_t *cfg, settings_t *s)
+{
+    return ukko_node_config_register(cfg, &s->node);
+}
+
+typedef struct args {
+    const char *command;
+    const char *config;
+    const char *log_format;
+    const char *log_level;
+} args_t;
+
+static int parse_args(int argc, char **argv, args_t *a)
+{
+    memset(a, 0, sizeof(*a));
+    a->command = "run";
+    int i = 1;
+    if (i < argc && argv[i][0] != '-')
+        a->command = argv[i++];
+    for (; i < argc; i++) {
+        const char *arg = argv[i];
+        const char **dst = NULL;
+        if (!strcmp(arg, "-c") || !strcmp(arg, "--config"))
+            dst = &a->config;
+        else if (!strcmp(arg, "--log-format"))
+            dst = &a->log_format;
+        else if (!strcmp(arg, "--log-level"))
+            dst = &a->log_level;
+        else if (!strcmp(arg, "-h") || !strcmp(arg, "--help"))
+            a->command = "help";
+        else if (!strcmp(arg, "-V") || !strcmp(arg, "--version"))
+            a->command = "version";
+        else if (!strcmp(a->command, "check-config") && arg[0] != '-' && !a->config)
+            a->config = arg;
+        else {
+            fprintf(stderr, "ukko: unknown argument \"%s\" (see ukko --help)\n", arg);
+            return -1;
+        }
+        if (dst) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "ukko: %s needs a value (see ukko --help)\n", arg);
+                return -1;
+            }
+            *dst = argv[++i];
+        }
+    }
+    return 0;
+}
+
+/* Flags go last: they beat the environment and the file. */
+static int apply_flags(const args_t *a, ukko_node_config_t *nc)
+{
+    if (a->log_format) {
+        if (!strcmp(a->log_format, "json"))
+            nc->log_format = UKKO_LOG_JSON;
+        else if (!strcmp(a->log_format, "text"))
+            nc->log_format = UKKO_LOG_TEXT;
+        else {
+            fprintf(stderr, "ukko: --log-format \"%s\": allowed: json or text\n", a->log_format);
+            return -1;
+        }
+    }
+    if (a->log_level) {
+        ukko_log_level_t l;
+        if (ukko_log_level_parse(a->log_level, &l) < 0 || l == UKKO_LOG_OFF) {
+            fprintf(stderr, "ukko: --log-level \"%s\": allowed: debug, info, warn or error\n",
+                    a->log_level);
+            return -1;
+        }
+        nc->log_level = (int)l;
+    }
+    return 0;
+}
+
+static int cmd_check_config(const args_t *a)
+{
+    if (!a->config) {
+        fprintf(stderr, "ukko: check-config needs a FILE (ukko check-config ukko.json)\n");
+        return 2;
+    }
+    settings_t s;
+    memset(&s, 0, sizeof(s));
+    ukko_config_t *cfg = ukko_config_new();
+    if (!cfg || register_all(cfg, &s) < 0) {
+        fprintf(stderr, "ukko: out of memory\n");
+        ukko_config_free(cfg);
+        return 1;
+    }
+    int rc = 0;
+    if (ukko_config_load(cfg, a->config, environ) > 0) {
+        for (size_t i = 0; i < ukko_config_error_count(cfg); i++)
+            fprintf(stderr, "%s\n", ukko_config_error(cfg, i));
+        fprintf(stderr, "ukko: %zu problem(s) in the config: fix them and run check-config again\n",
+                ukko_config_error_count(cfg));
+        rc = 2;
+    } else {
+        cJSON *json = ukko_config_to_json(cfg);
+        char *text = json ? cJSON_Print(json) : NULL;
+        if (text)
+            printf("%s\n", text);
+        free(text);
+        cJSON_Delete(json);
+    }
+    ukko_config_free(cfg);
+    return rc;
+}
+
+static int cmd_run(const args_t *a)
+{
+    /* Log as asked from the first line, even before the config is read. */
+    ukko_log_setup(UKKO_LOG_INFO,
+                   a->log_format && !strcmp(a->log_format, "text") ? UKKO_LOG_TEXT : UKKO_LOG_JSON);
+    settings_t s;
+    memset(&s, 0, sizeof(s));
+    ukko_config_t *cfg = ukko_config_new();
+    if (!cfg || register_all(cfg, &s) < 0) {
+        ukko_log(UKKO_LOG_ERROR, "node", "out of memory while reading the config");
+        ukko_config_free(cfg);
+        return 1;
+    }
+    if (ukko_config_load(cfg, a->config, environ) > 0) {
+        for (size_t i = 0; i < ukko_config_error_count(cfg); i++)
+            ukko_log(UKKO_LOG_ERROR, "config", "%s", ukko_config_error(cfg, i));
+        ukko_log(UKKO_LOG_ERROR, "config",
+                 "not starting: %zu problem(s) in the config (ukko check-config FILE lists them)",
+                 ukko_config_error_count(cfg));
+        ukko_config_free(cfg);
+        return 2;
+    }
+    if (apply_flags(a, &s.node) < 0) {
+        ukko_config_free(cfg);
+        return 2;
+    }
+    ukko_log_setup((ukko_log_level_t)s.node.log_level, (ukko_log_format_t)s.node.log_format);
+
+    int code = 1;
+    ukko_node_t *node = ukko_node_new(&s.node, NULL);
+    if (!node) {
+        ukko_log(UKKO_LOG_ERROR, "node", "out of memory while creating the node");
+    } else if (ukko_node_start(node) == 0) {
+        code = ukko_node_run(node);
+    }
+    ukko_node_free(node);
+    ukko_config_free(cfg);
+    return code;
+}
+
+int main(int argc, char **argv)
+{
+    args_t a;
+    if (parse_args(argc, argv, &a) < 0)
+        return 2;
+    if (!strcmp(a.command, "help")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(a.command, "version")) {
+        printf("ukko %s\n", UKKO_VERSION);
+        return 0;
+    }
+    if (!strcmp(a.command, "check-config"))
+        return cmd_check_config(&a);
+    if (!strcmp(a.command, "run"))
+        return cmd_run(&a);
+    fprintf(stderr, "ukko: unknown command \"%s\" (commands: run, check-config; see ukko --help)\n",
+            a.command);
+    return 2;
+}

@@ -1,0 +1,391 @@
+/* node.c: one node's lifecycle on its libev loop: the management server and
+ * its built-in routes (/alive, /ready, /startup, /metrics), health checks,
+ * signals, and the orderly stop that later modules hang their leave on.
+ * Loop thread only. Invariant: once stopping, /ready never answers 200 again. */
+#include "http_internal.h"
+
+#include <ev.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#define MAX_CHECKS 16
+#define MAX_COLLECTORS 32
+#define MAX_STOP_HOOKS 16
+
+static const char *const level_choices[] = {"debug", "info", "warn", "error", NULL};
+static const char *const format_choices[] = {"json", "text", NULL};
+
+static int check_host(const cJSON *v, char *why, size_t whylen)
+{
+    if (!cJSON_IsString(v) || !*v->valuestring) {
+        snprintf(why, whylen, "an address to listen on, e.g. \"0.0.0.0\", \"::\" or \"127.0.0.1\"");
+        return UKKO_EINVAL;
+    }
+    return 0;
+}
+
+#define NC(f) offsetof(ukko_node_config_t, f)
+static const ukko_cfg_key_t node_keys[] = {
+    {"log.level", UKKO_CFG_ENUM, NC(log_level), "\"info\"", 0, 0, level_choices, NULL,
+     "Lowest level logged: debug, info, warn or error."},
+    {"log.format", UKKO_CFG_ENUM, NC(log_format), "\"json\"", 0, 0, format_choices, NULL,
+     "json (one object per line, for log shippers) or text (for people)."},
+    {"management.hostname", UKKO_CFG_STRING, NC(mgmt_host), "\"0.0.0.0\"", 0, 0, NULL, check_host,
+     "Address the management HTTP server listens on."},
+    {"management.port", UKKO_CFG_INT, NC(mgmt_port), "8558", 0, 65535, NULL, NULL,
+     "Port of the management HTTP server (probes, /metrics, cluster routes); 0 picks a free one."},
+    {"management.idle-timeout", UKKO_CFG_DURATION, NC(mgmt_idle_timeout_ms), "\"60s\"", 100,
+     3600000, NULL, NULL, "A keep-alive connection with no request for this long is closed."},
+    {"management.request-timeout", UKKO_CFG_DURATION, NC(mgmt_request_timeout_ms), "\"10s\"", 100,
+     600000, NULL, NULL,
+     "A request must arrive whole within this time of its first byte (else 408), and a "
+     "response be read within it."},
+    {"management.max-connections", UKKO_CFG_INT, NC(mgmt_max_connections), "256", 1, 65536, NULL,
+     NULL, "Connections beyond this get 503 and are closed."},
+    {"management.max-request-line", UKKO_CFG_INT, NC(mgmt_max_request_line), "8192", 256,
+     1048576, NULL, NULL, "Longest method and URL, in bytes (else 414)."},
+    {"management.max-header-bytes", UKKO_CFG_INT, NC(mgmt_max_header_bytes), "16384", 1024,
+     1048576, NULL, NULL, "Largest header block, in bytes (else 431)."},
+    {"management.max-body-bytes", UKKO_CFG_INT, NC(mgmt_max_body_bytes), "65536", 0, 67108864,
+     NULL, NULL, "Largest request body, in bytes (else 413)."},
+    {"node.shutdown-timeout", UKKO_CFG_DURATION, NC(shutdown_timeout_ms), "\"30s\"", 100,
+     3600000, NULL, NULL,
+     "Longest orderly stop after SIGTERM (keep it under the pod's "
+     "terminationGracePeriodSeconds)."},
+};
+#undef NC
+
+int ukko_node_config_register(ukko_config_t *cfg, ukko_node_config_t *nc)
+{
+    return ukko_config_add(cfg, node_keys, sizeof(node_keys) / sizeof(node_keys[0]), nc);
+}
+
+typedef struct check {
+    ukko_check_kind_t kind;
+    char name[48];
+    ukko_check_fn fn;
+    void *ud;
+} check_t;
+
+struct ukko_node {
+    const ukko_node_config_t *nc;
+    struct ev_loop *loop;
+    ukko_http_server_t *http;
+    ev_signal sig_term, sig_int, sig_hup;
+    ev_timer stop_deadline;
+    ev_idle stop_step;
+    check_t checks[MAX_CHECKS];
+    size_t nchecks;
+    ukko_check_fn member_fn;
+    void *member_ud;
+    struct {
+        ukko_metrics_fn fn;
+        void *ud;
+    } collectors[MAX_COLLECTORS];
+    size_t ncollectors;
+    struct {
+        ukko_stop_fn fn;
+        void *ud;
+    } hooks[MAX_STOP_HOOKS];
+    size_t nhooks, next_hook;
+    bool started, stopping, hook_pending;
+    int exit_code;
+    double start_wall; /* seconds since the epoch */
+    int64_t start_mono_ms;
+};
+
+void ukko__process_metrics(ukko_buf_t *out, void *ud);
+
+struct ev_loop *ukko_node_loop(ukko_node_t *node)
+{
+    return node->loop;
+}
+
+ukko_http_server_t *ukko_node_http(ukko_node_t *node)
+{
+    return node->http;
+}
+
+bool ukko_node_stopping(const ukko_node_t *node)
+{
+    return node->stopping;
+}
+
+void ukko_node_add_check(ukko_node_t *node, ukko_check_kind_t kind, const char *name,
+                         ukko_check_fn fn, void *ud)
+{
+    if (node->nchecks == MAX_CHECKS) {
+        ukko_log(UKKO_LOG_ERROR, "node", "too many health checks: \"%s\" not added", name);
+        return;
+    }
+    check_t *c = &node->checks[node->nchecks++];
+    c->kind = kind;
+    snprintf(c->name, sizeof(c->name), "%s", name);
+    c->fn = fn;
+    c->ud = ud;
+}
+
+void ukko_node_set_membership_check(ukko_node_t *node, ukko_check_fn fn, void *ud)
+{
+    node->member_fn = fn;
+    node->member_ud = ud;
+}
+
+void ukko_node_add_metrics(ukko_node_t *node, ukko_metrics_fn fn, void *ud)
+{
+    if (node->ncollectors == MAX_COLLECTORS) {
+        ukko_log(UKKO_LOG_ERROR, "node", "too many metrics collectors: one not added");
+        return;
+    }
+    node->collectors[node->ncollectors].fn = fn;
+    node->collectors[node->ncollectors].ud = ud;
+    node->ncollectors++;
+}
+
+void ukko_node_add_stop_hook(ukko_node_t *node, ukko_stop_fn fn, void *ud)
+{
+    if (node->nhooks == MAX_STOP_HOOKS) {
+        ukko_log(UKKO_LOG_ERROR, "node", "too many stop hooks: one not added");
+        return;
+    }
+    node->hooks[node->nhooks].fn = fn;
+    node->hooks[node->nhooks].ud = ud;
+    node->nhooks++;
+}
+
+/* ------------------------------------------------------------- routes */
+
+static void route_alive(const ukko_http_request_t *req, ukko_http_response_t *res, void *ud)
+{
+    (void)req;
+    (void)ud;
+    ukko_http_reply(res, 200, "OK");
+}
+
+static bool default_membership(void *ud, char *why, size_t whylen)
+{
+    (void)ud;
+    snprintf(why, whylen, "not a member of a cluster (membership has not started)");
+    return false;
+}
+
+/* Runs the checks of one kind; the 500 body names every failing one. */
+static void run_checks(ukko_node_t *node, ukko_check_kind_t kind, ukko_http_response_t *res)
+{
+    ukko_buf_t failed;
+    ukko_buf_init(&failed, 16384);
+    char why[256];
+    if (node->stopping) {
+        ukko_buf_puts(&failed, "node: stopping (orderly shutdown in progress)\n");
+    } else if (!node->started) {
+        ukko_buf_puts(&failed, "node: still starting\n");
+    }
+    if (kind == UKKO_CHECK_READINESS) {
+        why[0] = '\0';
+        ukko_check_fn fn = node->member_fn ? node->member_fn : default_membership;
+        if (!fn(node->member_ud, why, sizeof(why)))
+            ukko_buf_printf(&failed, "cluster-membership: %s\n", why);
+    }
+    for (size_t i = 0; i < node->nchecks; i++) {
+        if (node->checks[i].kind != kind)
+            continue;
+        why[0] = '\0';
+        if (!node->checks[i].fn(node->checks[i].ud, why, sizeof(why)))
+            ukko_buf_printf(&failed, "%s: %s\n", node->checks[i].name, *why ? why : "failed");
+    }
+    if (failed.len)
+        ukko_http_reply(res, 500, "Not Healthy:\n%s", failed.data);
+    else
+        ukko_http_reply(res, 200, "OK");
+    ukko_buf_destroy(&failed);
+}
+
+static void route_ready(const ukko_http_request_t *req, ukko_http_response_t *res, void *ud)
+{
+    (void)req;
+    run_checks(ud, UKKO_CHECK_READINESS, res);
+}
+
+static void route_startup(const ukko_http_request_t *req, ukko_http_response_t *res, void *ud)
+{
+    (void)req;
+    run_checks(ud, UKKO_CHECK_STARTUP, res);
+}
+
+static void route_metrics(const ukko_http_request_t *req, ukko_http_response_t *res, void *ud)
+{
+    (void)req;
+    ukko_node_t *node = ud;
+    res->content_type = "text/plain; version=0.0.4; charset=utf-8";
+    ukko__process_metrics(&res->body, &node->start_wall);
+    ukko_http__server_metrics(node->http, &res->body);
+    for (size_t i = 0; i < node->ncollectors; i++)
+        node->collectors[i].fn(&res->body, node->collectors[i].ud);
+}
+
+/* ------------------------------------------------------------ stopping */
+
+static void finish_stop(ukko_node_t *node, int code)
+{
+    ev_timer_stop(node->loop, &node->stop_deadline);
+    ev_idle_stop(node->loop, &node->stop_step);
+    node->exit_code = code;
+    ev_break(node->loop, EVBREAK_ALL);
+}
+
+/* Runs the remaining hooks in order; a hook that works in the background
+ * resumes the sequence through ukko_node_stop_continue. */
+static void run_hooks(ukko_node_t *node)
+{
+    while (node->next_hook < node->nhooks) {
+        size_t i = node->next_hook++;
+        if (node->hooks[i].fn(node, node->hooks[i].ud) == 1) {
+            node->hook_pending = true;
+            return;
+        }
+    }
+    int64_t took = ukko_now_ms() - node->start_mono_ms;
+    (void)took;
+    ukko_log(UKKO_LOG_INFO, "node", "stopped in order; exiting");
+    finish_stop(node, 0);
+}
+
+static void on_stop_step(struct ev_loop *loop, ev_idle *w, int revents)
+{
+    (void)revents;
+    ev_idle_stop(loop, w);
+    run_hooks(w->data);
+}
+
+void ukko_node_stop_continue(ukko_node_t *node)
+{
+    if (!node->hook_pending)
+        return;
+    node->hook_pending = false;
+    /* Resume from the loop, not inside the caller's callback chain. */
+    ev_idle_start(node->loop, &node->stop_step);
+}
+
+static void on_stop_deadline(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    ukko_node_t *node = w->data;
+    char d[32];
+    ukko_format_duration(node->nc->shutdown_timeout_ms, d, sizeof(d));
+    ukko_log(UKKO_LOG_WARN, "node",
+             "orderly stop did not finish within node.shutdown-timeout (%s): exiting anyway", d);
+    finish_stop(node, 1);
+}
+
+void ukko_node_stop(ukko_node_t *node, const char *why)
+{
+    if (node->stopping)
+        return;
+    node->stopping = true;
+    ukko_logf(UKKO_LOG_INFO, "node", UKKO_FIELDS(UKKO_FS("reason", why)),
+              "stopping: no longer ready; running %zu stop hook(s)", node->nhooks);
+    ev_timer_set(&node->stop_deadline, (double)node->nc->shutdown_timeout_ms / 1000.0, 0.);
+    ev_timer_start(node->loop, &node->stop_deadline);
+    ev_idle_start(node->loop, &node->stop_step);
+}
+
+static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    ukko_node_t *node = w->data;
+    const char *name = w->signum == SIGTERM ? "SIGTERM" : w->signum == SIGINT ? "SIGINT" : "SIGHUP";
+    if (w->signum == SIGHUP) {
+        ukko_log(UKKO_LOG_WARN, "node",
+                 "received SIGHUP: ignored (ukko does not reload its config; restart the node "
+                 "to apply changes)");
+        return;
+    }
+    if (node->stopping) {
+        ukko_log(UKKO_LOG_WARN, "node", "received %s again while stopping: exiting now", name);
+        finish_stop(node, 1);
+        return;
+    }
+    char why[64];
+    snprintf(why, sizeof(why), "received %s", name);
+    ukko_node_stop(node, why);
+}
+
+/* ------------------------------------------------------------ lifecycle */
+
+ukko_node_t *ukko_node_new(const ukko_node_config_t *nc, struct ev_loop *loop)
+{
+    ukko_node_t *node = calloc(1, sizeof(*node));
+    if (!node)
+        return NULL;
+    node->nc = nc;
+    node->loop = loop ? loop : ev_default_loop(0);
+    node->start_mono_ms = ukko_now_ms();
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    node->start_wall = (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
+    node->http = ukko_http__server_new(node->loop, nc);
+    if (!node->http) {
+        free(node);
+        return NULL;
+    }
+    ev_signal_init(&node->sig_term, on_signal, SIGTERM);
+    ev_signal_init(&node->sig_int, on_signal, SIGINT);
+    ev_signal_init(&node->sig_hup, on_signal, SIGHUP);
+    node->sig_term.data = node->sig_int.data = node->sig_hup.data = node;
+    ev_init(&node->stop_deadline, on_stop_deadline);
+    node->stop_deadline.data = node;
+    ev_idle_init(&node->stop_step, on_stop_step);
+    node->stop_step.data = node;
+
+    ukko_http_route(node->http, "GET", "/alive", route_alive, node);
+    ukko_http_route(node->http, "GET", "/ready", route_ready, node);
+    ukko_http_route(node->http, "GET", "/startup", route_startup, node);
+    ukko_http_route(node->http, "GET", "/metrics", route_metrics, node);
+    return node;
+}
+
+int ukko_node_start(ukko_node_t *node)
+{
+    /* Signals first, so a SIGTERM during start-up is an orderly stop too. */
+    signal(SIGPIPE, SIG_IGN);
+    ev_signal_start(node->loop, &node->sig_term);
+    ev_signal_start(node->loop, &node->sig_int);
+    ev_signal_start(node->loop, &node->sig_hup);
+    int rc = ukko_http__server_listen(node->http, node->nc->mgmt_host, (int)node->nc->mgmt_port);
+    if (rc < 0)
+        return rc;
+    node->started = true;
+    ukko_logf(UKKO_LOG_INFO, "node",
+              UKKO_FIELDS(UKKO_FS("version", UKKO_VERSION),
+                          UKKO_FS("management", ukko_http__server_address(node->http)),
+                          UKKO_FI("pid", getpid()),
+                          UKKO_FI("startup_ms", ukko_now_ms() - node->start_mono_ms)),
+              "node started: management HTTP on http://%s (/alive /ready /startup /metrics)",
+              ukko_http__server_address(node->http));
+    return 0;
+}
+
+int ukko_node_run(ukko_node_t *node)
+{
+    ev_run(node->loop, 0);
+    return node->exit_code;
+}
+
+void ukko_node_free(ukko_node_t *node)
+{
+    if (!node)
+        return;
+    ev_signal_stop(node->loop, &node->sig_term);
+    ev_signal_stop(node->loop, &node->sig_int);
+    ev_signal_stop(node->loop, &node->sig_hup);
+    ev_timer_stop(node->loop, &node->stop_deadline);
+    ev_idle_stop(node->loop, &node->stop_step);
+    ukko_http__server_free(node->http);
+    free(node);
+}
