@@ -497,6 +497,39 @@ static char *read_file(const char *path, size_t cap, int *err)
     return b.data;
 }
 
+/* The file may carry // and block comments (the example config is
+ * commented): blank them out in place, keeping newlines, so parse errors
+ * still point at the right line and column. */
+static void blank_comments(char *s)
+{
+    bool in_str = false;
+    for (char *p = s; *p; p++) {
+        if (in_str) {
+            if (*p == '\\' && p[1])
+                p++;
+            else if (*p == '"')
+                in_str = false;
+        } else if (*p == '"') {
+            in_str = true;
+        } else if (p[0] == '/' && p[1] == '/') {
+            while (*p && *p != '\n')
+                *p++ = ' ';
+            if (!*p)
+                break;
+        } else if (p[0] == '/' && p[1] == '*') {
+            char *q = p;
+            while (*q && !(q[0] == '*' && q[1] == '/'))
+                q++;
+            if (!*q)
+                break; /* unterminated: let the JSON parser report it */
+            for (q += 2; p < q; p++)
+                if (*p != '\n')
+                    *p = ' ';
+            p--;
+        }
+    }
+}
+
 /* Line and column of a byte offset, for parse errors. */
 static void line_col(const char *text, const char *at, int *line, int *col)
 {
@@ -535,6 +568,7 @@ int ukko_config_load(ukko_config_t *cfg, const char *path, char *const *envp)
                       err == UKKO_ENOENT ? " (check the path given to --config)" : "");
         } else {
             const char *end = NULL;
+            blank_comments(text);
             cJSON *root = cJSON_ParseWithOpts(text, &end, 1);
             if (!root) {
                 int line, col;
@@ -605,4 +639,89 @@ cJSON *ukko_config_to_json(const ukko_config_t *cfg)
             cJSON_Delete(v);
     }
     return root;
+}
+
+/* ------------------------------------------------------------------ docs */
+
+static int by_path(const void *a, const void *b)
+{
+    return strcmp((*(const ukko_cfg_key_t *const *)a)->path,
+                  (*(const ukko_cfg_key_t *const *)b)->path);
+}
+
+/* Length of the first n+1 segments of path ("a.b.c", 1 -> 3 for "a.b"). */
+static size_t prefix_len(const char *path, size_t depth)
+{
+    const char *p = path;
+    for (size_t d = 0; d <= depth; d++) {
+        const char *dot = strchr(p, '.');
+        if (!dot || d == depth)
+            return dot ? (size_t)(dot - path) : strlen(path);
+        p = dot + 1;
+    }
+    return strlen(path);
+}
+
+static void emit_example(ukko_buf_t *out, const ukko_cfg_key_t **k, size_t b, size_t e,
+                         size_t depth)
+{
+    size_t i = b;
+    while (i < e) {
+        size_t plen = prefix_len(k[i]->path, depth);
+        size_t j = i + 1;
+        while (j < e && prefix_len(k[j]->path, depth) == plen &&
+               !strncmp(k[j]->path, k[i]->path, plen))
+            j++;
+        const char *seg = k[i]->path;
+        for (size_t d = 0; d < depth; d++)
+            seg = strchr(seg, '.') + 1;
+        size_t seglen = (size_t)(k[i]->path + plen - seg);
+        int indent = (int)(depth + 1) * 2;
+        bool leaf = (j == i + 1 && k[i]->path[plen] == '\0');
+        if (leaf) {
+            char allowed[256];
+            describe_allowed(k[i], allowed, sizeof(allowed));
+            char env[256];
+            ukko_config_env_name(k[i]->path, env, sizeof(env));
+            ukko_buf_printf(out, "%*s// %s\n%*s// %s; env %s\n", indent, "", k[i]->doc, indent,
+                            "", allowed, env);
+            ukko_buf_printf(out, "%*s\"%.*s\": %s", indent, "", (int)seglen, seg,
+                            k[i]->def ? k[i]->def : "null");
+        } else {
+            ukko_buf_printf(out, "%*s\"%.*s\": {\n", indent, "", (int)seglen, seg);
+            emit_example(out, k, i, j, depth + 1);
+            ukko_buf_printf(out, "%*s}", indent, "");
+        }
+        ukko_buf_puts(out, j < e ? ",\n" : "\n");
+        i = j;
+    }
+}
+
+int ukko_config_describe(const ukko_config_t *cfg, bool markdown, ukko_buf_t *out)
+{
+    const ukko_cfg_key_t **k = malloc((cfg->nentries ? cfg->nentries : 1) * sizeof(*k));
+    if (!k)
+        return UKKO_ENOMEM;
+    for (size_t i = 0; i < cfg->nentries; i++)
+        k[i] = cfg->entries[i].key;
+    qsort(k, cfg->nentries, sizeof(*k), by_path);
+    if (markdown) {
+        ukko_buf_puts(out, "| key | environment | default | allowed | meaning |\n"
+                           "|---|---|---|---|---|\n");
+        for (size_t i = 0; i < cfg->nentries; i++) {
+            char env[256], allowed[256];
+            ukko_config_env_name(k[i]->path, env, sizeof(env));
+            describe_allowed(k[i], allowed, sizeof(allowed));
+            ukko_buf_printf(out, "| `%s` | `%s` | `%s` | %s | %s |\n", k[i]->path, env,
+                            k[i]->def ? k[i]->def : "null", allowed, k[i]->doc);
+        }
+    } else {
+        ukko_buf_puts(out, "// ukko.example.json: every setting with its default (generated by\n"
+                           "// `ukko config-keys --example`; scripts/gen-docs.sh keeps it so).\n"
+                           "// Comments are allowed in ukko's config files.\n{\n");
+        emit_example(out, k, 0, cfg->nentries, 0);
+        ukko_buf_puts(out, "}\n");
+    }
+    free(k);
+    return 0;
 }

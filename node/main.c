@@ -23,6 +23,8 @@ static void usage(FILE *out)
             "  ukko [run] [--config FILE] [options]   run a node (the default command)\n"
             "  ukko check-config FILE                 print the effective config as JSON,\n"
             "                                         or every problem in it (exit 2)\n"
+            "  ukko config-keys [--markdown|--example]\n"
+            "                                         document every config key\n"
             "  ukko --help | --version\n"
             "\n"
             "Options:\n"
@@ -48,6 +50,7 @@ typedef struct args {
     const char *config;
     const char *log_format;
     const char *log_level;
+    const char *doc_format; /* config-keys: "markdown" or "example" */
 } args_t;
 
 static int parse_args(int argc, char **argv, args_t *a)
@@ -72,6 +75,9 @@ static int parse_args(int argc, char **argv, args_t *a)
             a->command = "version";
         else if (!strcmp(a->command, "check-config") && arg[0] != '-' && !a->config)
             a->config = arg;
+        else if (!strcmp(a->command, "config-keys") &&
+                 (!strcmp(arg, "--markdown") || !strcmp(arg, "--example")))
+            a->doc_format = arg + 2;
         else {
             fprintf(stderr, "ukko: unknown argument \"%s\" (see ukko --help)\n", arg);
             return -1;
@@ -145,6 +151,24 @@ static int cmd_check_config(const args_t *a)
     return rc;
 }
 
+static int cmd_config_keys(const args_t *a)
+{
+    settings_t s;
+    memset(&s, 0, sizeof(s));
+    ukko_config_t *cfg = ukko_config_new();
+    ukko_buf_t out;
+    ukko_buf_init(&out, 0);
+    int rc = 1;
+    if (cfg && register_all(cfg, &s) == 0 &&
+        ukko_config_describe(cfg, !a->doc_format || !strcmp(a->doc_format, "markdown"), &out) == 0) {
+        fputs(out.data ? out.data : "", stdout);
+        rc = 0;
+    }
+    ukko_buf_destroy(&out);
+    ukko_config_free(cfg);
+    return rc;
+}
+
 static int cmd_run(const args_t *a)
 {
     /* Log as asked from the first line, even before the config is read. */
@@ -200,9 +224,11 @@ int main(int argc, char **argv)
     }
     if (!strcmp(a.command, "check-config"))
         return cmd_check_config(&a);
+    if (!strcmp(a.command, "config-keys"))
+        return cmd_config_keys(&a);
     if (!strcmp(a.command, "run"))
         return cmd_run(&a);
-    fprintf(stderr, "ukko: unknown command \"%s\" (commands: run, check-config; see ukko --help)\n",
+    fprintf(stderr, "ukko: unknown command \"%s\" (commands: run, check-config, config-keys; see ukko --help)\n",
             a.command);
     return 2;
 }
