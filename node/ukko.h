@@ -63,7 +63,7 @@ void ukko_buf_reset(ukko_buf_t *b);
 int ukko_buf_append(ukko_buf_t *b, const void *p, size_t n);
 int ukko_buf_puts(ukko_buf_t *b, const char *s);
 int ukko_buf_printf(ukko_buf_t *b, const char *fmt, ...) UKKO_PRINTF(2, 3);
-int ukko_buf_vprintf(ukko_buf_t *b, const char *fmt, va_list ap);
+int ukko_buf_vprintf(ukko_buf_t *b, const char *fmt, va_list ap) UKKO_PRINTF(2, 0);
 /* Appends s as a JSON string literal, quotes included. */
 int ukko_buf_json_str(ukko_buf_t *b, const char *s);
 /* Drops the first n bytes. */
