@@ -59,7 +59,8 @@ struct conn {
     ukko_http__parser_t parser;
     ukko_buf_t in, out;
     int64_t request_start, last_activity;
-    bool closing; /* close once out is flushed */
+    bool closing;   /* close once out is flushed */
+    bool lingering; /* write side shut: draining the client's leftovers */
     bool reading;
     char peer[64];
 };
@@ -67,6 +68,27 @@ struct conn {
 static void conn_close(conn_t *c);
 static void conn_process(conn_t *c);
 static void conn_arm(conn_t *c);
+
+#define LINGER_MS 2000
+
+/* After a final response, shut the write side and read until the client
+ * closes (or LINGER_MS): closing with unread input would send a reset that
+ * can destroy the response before the client reads it (nginx's lingering
+ * close does the same). */
+static void conn_linger(conn_t *c)
+{
+    if (c->lingering)
+        return;
+    c->lingering = true;
+    shutdown(c->fd, SHUT_WR);
+    ukko_buf_reset(&c->in);
+    if (!c->reading) {
+        c->reading = true;
+        ev_io_start(c->srv->loop, &c->rd);
+    }
+    c->last_activity = ukko_now_ms();
+    conn_arm(c);
+}
 
 /* ------------------------------------------------------------ responses */
 
@@ -207,7 +229,7 @@ static void conn_flush(conn_t *c)
     }
     ev_io_stop(c->srv->loop, &c->wr);
     if (c->closing) {
-        conn_close(c);
+        conn_linger(c);
         return;
     }
     /* Output drained: resume reading if backpressure had stopped it. */
@@ -259,10 +281,6 @@ static void conn_process(conn_t *c)
         c->reading = false; /* the client is not reading its responses */
         ev_io_stop(srv->loop, &c->rd);
     }
-    if (c->closing && !c->in.len && c->reading) {
-        c->reading = false;
-        ev_io_stop(srv->loop, &c->rd);
-    }
     conn_arm(c);
     if (c->out.len || c->closing)
         conn_flush(c);
@@ -281,9 +299,9 @@ static void on_read(struct ev_loop *loop, ev_io *w, int revents)
     }
     if (n < 0)
         return;
-    c->last_activity = ukko_now_ms();
     if (c->closing)
-        return; /* after an error we only flush; the rest is discarded */
+        return; /* after a final response the rest is discarded */
+    c->last_activity = ukko_now_ms();
     if (ukko_buf_append(&c->in, chunk, (size_t)n) < 0) {
         /* More unparsed bytes than a whole request may hold. */
         reply_error(c, 413, "too much unparsed input");
@@ -305,7 +323,9 @@ static void conn_arm(conn_t *c)
     if (c->fd < 0)
         return;
     int64_t now = ukko_now_ms(), deadline;
-    if (c->request_start)
+    if (c->lingering)
+        deadline = c->last_activity + LINGER_MS;
+    else if (c->request_start)
         deadline = c->request_start + c->srv->request_ms;
     else if (c->out.len)
         deadline = c->last_activity + c->srv->request_ms;
@@ -324,7 +344,9 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
     conn_t *c = w->data;
     int64_t now = ukko_now_ms();
     bool expired;
-    if (c->request_start)
+    if (c->lingering)
+        expired = now >= c->last_activity + LINGER_MS;
+    else if (c->request_start)
         expired = now >= c->request_start + c->srv->request_ms;
     else if (c->out.len)
         expired = now >= c->last_activity + c->srv->request_ms;
@@ -332,6 +354,10 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
         expired = now >= c->last_activity + c->srv->idle_ms;
     if (!expired) {
         conn_arm(c);
+        return;
+    }
+    if (c->lingering) {
+        conn_close(c);
         return;
     }
     c->srv->timeouts++;
