@@ -2,6 +2,12 @@
  * config, wires the libraries together and runs the node. Main thread only.
  * Exit codes: 0 orderly stop, 1 runtime failure, 2 bad usage or config. */
 #include "ukko.h"
+#ifdef HAVE_UKKO_DISCOVERY
+#include "discovery.h"
+
+#include <ev.h>
+#include <signal.h>
+#endif
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +18,9 @@ extern char **environ;
 /* Every module's settings, registered into one config. */
 typedef struct settings {
     ukko_node_config_t node;
+#ifdef HAVE_UKKO_DISCOVERY
+    ukko_discovery_config_t discovery;
+#endif
 } settings_t;
 
 static void usage(FILE *out)
@@ -25,6 +34,9 @@ static void usage(FILE *out)
             "                                         or every problem in it (exit 2)\n"
             "  ukko config-keys [--markdown|--example]\n"
             "                                         document every config key\n"
+            "  ukko discover --once [--config FILE]   the contact points this pod would see,\n"
+            "                                         as one JSON line (exit 1 on failure);\n"
+            "                                         without --once, a line per change\n"
             "  ukko --help | --version\n"
             "\n"
             "Options:\n"
@@ -42,7 +54,12 @@ static void usage(FILE *out)
 
 static int register_all(ukko_config_t *cfg, settings_t *s)
 {
-    return ukko_node_config_register(cfg, &s->node);
+    int rc = ukko_node_config_register(cfg, &s->node);
+#ifdef HAVE_UKKO_DISCOVERY
+    if (rc == 0)
+        rc = ukko_discovery_config_register(cfg, &s->discovery);
+#endif
+    return rc;
 }
 
 typedef struct args {
@@ -51,6 +68,7 @@ typedef struct args {
     const char *log_format;
     const char *log_level;
     const char *doc_format; /* config-keys: "markdown" or "example" */
+    bool once;              /* discover: one lookup, no retries */
 } args_t;
 
 static int parse_args(int argc, char **argv, args_t *a)
@@ -69,6 +87,8 @@ static int parse_args(int argc, char **argv, args_t *a)
             dst = &a->log_format;
         else if (!strcmp(arg, "--log-level"))
             dst = &a->log_level;
+        else if (!strcmp(arg, "--once") && !strcmp(a->command, "discover"))
+            a->once = true;
         else if (!strcmp(arg, "-h") || !strcmp(arg, "--help"))
             a->command = "help";
         else if (!strcmp(arg, "-V") || !strcmp(arg, "--version"))
@@ -209,6 +229,111 @@ static int cmd_run(const args_t *a)
     return code;
 }
 
+#ifdef HAVE_UKKO_DISCOVERY
+/* `ukko discover`: what this pod's discovery sees, for operators debugging
+ * RBAC and labels, and for tests. stdout gets only the JSON lines. */
+typedef struct discover_run {
+    struct ev_loop *loop;
+    bool once;
+    int code;
+} discover_run_t;
+
+static void print_points(const ukko_discovery_result_t *res)
+{
+    if (res->stats) {
+        const ukko_podlist_stats_t *st = res->stats;
+        fprintf(stderr,
+                "ukko discover: %zu contact point(s) from %zu pod(s) (left out: %zu terminating, "
+                "%zu not Running, %zu without an IP, %zu with the container absent or waiting, "
+                "%zu malformed; %zu on the default port) in %lld ms\n",
+                res->points->n, st->pods, st->terminating, st->not_running, st->no_ip,
+                st->waiting, st->bad, st->default_port, (long long)res->took_ms);
+    }
+    ukko_buf_t out;
+    ukko_buf_init(&out, 0);
+    if (ukko_discovery_points_json(res->points, &out) == 0)
+        printf("%s\n", out.data);
+    fflush(stdout);
+    ukko_buf_destroy(&out);
+}
+
+static void on_discovered(ukko_discovery_t *d, const ukko_discovery_result_t *res, void *ud)
+{
+    (void)d;
+    discover_run_t *r = ud;
+    if (res->status < 0) {
+        fprintf(stderr, "ukko discover: lookup failed (%s): %s\n",
+                ukko_discovery_failure_name(res->failure), res->error);
+        r->code = 1;
+    } else {
+        print_points(res);
+        r->code = 0;
+    }
+    if (r->once)
+        ev_break(r->loop, EVBREAK_ALL);
+}
+
+static void on_discover_signal(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    (void)w;
+    (void)revents;
+    ev_break(loop, EVBREAK_ALL);
+}
+
+static int cmd_discover(const args_t *a)
+{
+    /* Only errors are logged unless asked: the outcome is printed instead. */
+    ukko_log_setup(UKKO_LOG_ERROR, UKKO_LOG_TEXT);
+    settings_t s;
+    memset(&s, 0, sizeof(s));
+    ukko_config_t *cfg = ukko_config_new();
+    if (!cfg || register_all(cfg, &s) < 0) {
+        fprintf(stderr, "ukko: out of memory\n");
+        ukko_config_free(cfg);
+        return 1;
+    }
+    if (ukko_config_load(cfg, a->config, environ) > 0) {
+        for (size_t i = 0; i < ukko_config_error_count(cfg); i++)
+            fprintf(stderr, "%s\n", ukko_config_error(cfg, i));
+        ukko_config_free(cfg);
+        return 2;
+    }
+    if (a->log_level || a->log_format) {
+        if (apply_flags(a, &s.node) < 0) {
+            ukko_config_free(cfg);
+            return 2;
+        }
+        ukko_log_setup(a->log_level ? (ukko_log_level_t)s.node.log_level : UKKO_LOG_ERROR,
+                       (ukko_log_format_t)s.node.log_format);
+    }
+    signal(SIGPIPE, SIG_IGN);
+    discover_run_t r = {.loop = ev_default_loop(0), .once = a->once, .code = 1};
+    int port = s.node.mgmt_port > 0 ? (int)s.node.mgmt_port : 8558;
+    ukko_discovery_t *d = ukko_discovery_new(&s.discovery, r.loop, port);
+    if (!d) {
+        fprintf(stderr, "ukko discover: cannot set up discovery (see the message above)\n");
+        ukko_config_free(cfg);
+        return 1;
+    }
+    ev_signal sig_int, sig_term;
+    ev_signal_init(&sig_int, on_discover_signal, SIGINT);
+    ev_signal_init(&sig_term, on_discover_signal, SIGTERM);
+    ev_signal_start(r.loop, &sig_int);
+    ev_signal_start(r.loop, &sig_term);
+    int rc = a->once ? ukko_discovery_lookup(d, on_discovered, &r)
+                     : ukko_discovery_start(d, 0, on_discovered, &r);
+    if (rc == 0)
+        ev_run(r.loop, 0);
+    if (!a->once)
+        r.code = rc == 0 ? 0 : 1; /* a refresh ends only by a signal */
+    ev_signal_stop(r.loop, &sig_int);
+    ev_signal_stop(r.loop, &sig_term);
+    ukko_discovery_free(d);
+    ukko_config_free(cfg);
+    return r.code;
+}
+#endif
+
 int main(int argc, char **argv)
 {
     args_t a;
@@ -228,7 +353,11 @@ int main(int argc, char **argv)
         return cmd_config_keys(&a);
     if (!strcmp(a.command, "run"))
         return cmd_run(&a);
-    fprintf(stderr, "ukko: unknown command \"%s\" (commands: run, check-config, config-keys; see ukko --help)\n",
+#ifdef HAVE_UKKO_DISCOVERY
+    if (!strcmp(a.command, "discover"))
+        return cmd_discover(&a);
+#endif
+    fprintf(stderr, "ukko: unknown command \"%s\" (commands: run, check-config, config-keys, discover; see ukko --help)\n",
             a.command);
     return 2;
 }
