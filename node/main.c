@@ -2,6 +2,8 @@
  * config, wires the libraries together and runs the node. Main thread only.
  * Exit codes: 0 orderly stop, 1 runtime failure, 2 bad usage or config. */
 #include "ukko.h"
+
+#include "ctl.h"
 #ifdef HAVE_UKKO_DISCOVERY
 #include "discovery.h"
 
@@ -37,6 +39,11 @@ static void usage(FILE *out)
             "  ukko discover --once [--config FILE]   the contact points this pod would see,\n"
             "                                         as one JSON line (exit 1 on failure);\n"
             "                                         without --once, a line per change\n"
+            "  ukko members [--url URL]               the cluster's members, as a node sees them\n"
+            "  ukko leave ADDRESS [--url URL] [--token-file F]\n"
+            "                                         ask a member to leave gracefully\n"
+            "  ukko down ADDRESS [--url URL] [--token-file F]\n"
+            "                                         mark an unreachable member Down\n"
             "  ukko --help | --version\n"
             "\n"
             "Options:\n"
@@ -69,6 +76,9 @@ typedef struct args {
     const char *log_level;
     const char *doc_format; /* config-keys: "markdown" or "example" */
     bool once;              /* discover: one lookup, no retries */
+    const char *operand;    /* leave/down: the member's address */
+    const char *url;        /* members/leave/down: the node's management URL */
+    const char *token_file; /* leave/down: the management token */
 } args_t;
 
 static int parse_args(int argc, char **argv, args_t *a)
@@ -87,6 +97,13 @@ static int parse_args(int argc, char **argv, args_t *a)
             dst = &a->log_format;
         else if (!strcmp(arg, "--log-level"))
             dst = &a->log_level;
+        else if (!strcmp(arg, "--url"))
+            dst = &a->url;
+        else if (!strcmp(arg, "--token-file"))
+            dst = &a->token_file;
+        else if ((!strcmp(a->command, "leave") || !strcmp(a->command, "down")) && arg[0] != '-' &&
+                 !a->operand)
+            a->operand = arg;
         else if (!strcmp(arg, "--once") && !strcmp(a->command, "discover"))
             a->once = true;
         else if (!strcmp(arg, "-h") || !strcmp(arg, "--help"))
@@ -185,6 +202,27 @@ static int cmd_config_keys(const args_t *a)
         rc = 0;
     }
     ukko_buf_destroy(&out);
+    ukko_config_free(cfg);
+    return rc;
+}
+
+/* `ukko members|leave|down`: the config (file and env) gives the default URL
+ * (this host's management port) and token file; flags override them. */
+static int cmd_ctl(const args_t *a)
+{
+    settings_t s;
+    memset(&s, 0, sizeof(s));
+    ukko_config_t *cfg = ukko_config_new();
+    if (!cfg || register_all(cfg, &s) < 0 || ukko_config_load(cfg, a->config, environ) > 0) {
+        for (size_t i = 0; cfg && i < ukko_config_error_count(cfg); i++)
+            fprintf(stderr, "%s\n", ukko_config_error(cfg, i));
+        ukko_config_free(cfg);
+        return 2;
+    }
+    char url[300];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%lld", (long long)s.node.mgmt_port);
+    int rc = ukko_ctl_run(a->command, a->operand, a->url ? a->url : url,
+                          a->token_file ? a->token_file : s.node.mgmt_token_path);
     ukko_config_free(cfg);
     return rc;
 }
@@ -353,11 +391,13 @@ int main(int argc, char **argv)
         return cmd_config_keys(&a);
     if (!strcmp(a.command, "run"))
         return cmd_run(&a);
+    if (!strcmp(a.command, "members") || !strcmp(a.command, "leave") || !strcmp(a.command, "down"))
+        return cmd_ctl(&a);
 #ifdef HAVE_UKKO_DISCOVERY
     if (!strcmp(a.command, "discover"))
         return cmd_discover(&a);
 #endif
-    fprintf(stderr, "ukko: unknown command \"%s\" (commands: run, check-config, config-keys, discover; see ukko --help)\n",
+    fprintf(stderr, "ukko: unknown command \"%s\" (commands: run, check-config, config-keys, discover, members, leave, down; see ukko --help)\n",
             a.command);
     return 2;
 }

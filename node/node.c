@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <unistd.h>
 
@@ -52,6 +54,9 @@ static const ukko_cfg_key_t node_keys[] = {
      1048576, NULL, NULL, "Largest header block, in bytes (else 431)."},
     {"management.max-body-bytes", UKKO_CFG_INT, NC(mgmt_max_body_bytes), "65536", 0, 67108864,
      NULL, NULL, "Largest request body, in bytes (else 413)."},
+    {"management.token-path", UKKO_CFG_STRING, NC(mgmt_token_path), "null", 0, 0, NULL, NULL,
+     "File holding the bearer token that operations (PUT /cluster/members/...) need; null "
+     "disables them."},
     {"node.shutdown-timeout", UKKO_CFG_DURATION, NC(shutdown_timeout_ms), "\"30s\"", 100,
      3600000, NULL, NULL,
      "Longest orderly stop after SIGTERM (keep it under the pod's "
@@ -94,6 +99,9 @@ struct ukko_node {
     size_t nhooks, next_hook;
     bool started, stopping, hook_pending;
     int exit_code;
+    char token[512]; /* management token, as last read */
+    struct stat token_st;
+    bool token_ok;
     double start_wall; /* seconds since the epoch */
     int64_t start_mono_ms;
 };
@@ -155,6 +163,81 @@ void ukko_node_add_stop_hook(ukko_node_t *node, ukko_stop_fn fn, void *ud)
     node->hooks[node->nhooks].fn = fn;
     node->hooks[node->nhooks].ud = ud;
     node->nhooks++;
+}
+
+/* ------------------------------------------------------------- tokens */
+
+/* Re-reads the token file when its identity, size or mtime changed. */
+static void refresh_token(ukko_node_t *node)
+{
+    struct stat st;
+    const char *path = node->nc->mgmt_token_path;
+    if (stat(path, &st) < 0) {
+        if (node->token_ok)
+            ukko_log(UKKO_LOG_WARN, "node",
+                     "management.token-path %s: %s: operations are refused until it exists",
+                     path, strerror(errno));
+        node->token_ok = false;
+        memset(&node->token_st, 0, sizeof(node->token_st));
+        return;
+    }
+    if (node->token_ok && st.st_ino == node->token_st.st_ino &&
+        st.st_size == node->token_st.st_size &&
+        st.st_mtim.tv_sec == node->token_st.st_mtim.tv_sec &&
+        st.st_mtim.tv_nsec == node->token_st.st_mtim.tv_nsec)
+        return;
+    FILE *f = fopen(path, "r");
+    size_t n = f ? fread(node->token, 1, sizeof(node->token) - 1, f) : 0;
+    if (f)
+        fclose(f);
+    node->token[n] = '\0';
+    while (n && (node->token[n - 1] == '\n' || node->token[n - 1] == '\r' ||
+                 node->token[n - 1] == ' '))
+        node->token[--n] = '\0';
+    node->token_ok = n > 0;
+    node->token_st = st;
+    if (!node->token_ok)
+        ukko_log(UKKO_LOG_WARN, "node",
+                 "management.token-path %s is empty or unreadable: operations are refused", path);
+}
+
+/* Compares in time independent of where the strings differ. */
+static bool same_secret(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    unsigned char d = (unsigned char)(la != lb);
+    for (size_t i = 0; i < la; i++)
+        d |= (unsigned char)(a[i] ^ b[i % (lb ? lb : 1)]);
+    return d == 0;
+}
+
+bool ukko_node_authorize(ukko_node_t *node, const ukko_http_request_t *req,
+                         ukko_http_response_t *res)
+{
+    if (!node->nc->mgmt_token_path) {
+        ukko_http_reply(res, 401,
+                        "operations are disabled: set management.token-path to a file holding a "
+                        "token (e.g. a mounted Secret) and send it as Authorization: Bearer\n");
+        return false;
+    }
+    refresh_token(node);
+    const char *auth = ukko_http_header(req, "authorization");
+    if (!auth || strncasecmp(auth, "Bearer ", 7)) {
+        ukko_http_reply(res, 401, "missing Authorization: Bearer <token> (the token in %s)\n",
+                        node->nc->mgmt_token_path);
+        return false;
+    }
+    const char *given = auth + 7;
+    while (*given == ' ')
+        given++;
+    if (!node->token_ok || !same_secret(given, node->token)) {
+        ukko_logf(UKKO_LOG_WARN, "node", UKKO_FIELDS(UKKO_FS("peer", req->peer)),
+                  "refused %s %s: wrong or missing management token", req->method, req->path);
+        ukko_http_reply(res, 401, "wrong token: it must match the token in %s\n",
+                        node->nc->mgmt_token_path);
+        return false;
+    }
+    return true;
 }
 
 /* ------------------------------------------------------------- routes */

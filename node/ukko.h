@@ -214,6 +214,8 @@ void ukko_prom_sample(ukko_buf_t *out, const char *name, const char *const *labe
 
 typedef struct ukko_node ukko_node_t;
 typedef struct ukko_http_server ukko_http_server_t;
+typedef struct ukko_http_request ukko_http_request_t;
+typedef struct ukko_http_response ukko_http_response_t;
 
 /* The node core's own settings (keys log.*, management.*, node.*). */
 typedef struct ukko_node_config {
@@ -228,6 +230,7 @@ typedef struct ukko_node_config {
     int64_t mgmt_max_header_bytes;
     int64_t mgmt_max_body_bytes;
     int64_t shutdown_timeout_ms;
+    char *mgmt_token_path; /* NULL: no operations over HTTP */
 } ukko_node_config_t;
 
 /* Registers the node core's keys, storing into nc. */
@@ -260,6 +263,14 @@ void ukko_node_add_check(ukko_node_t *node, ukko_check_kind_t kind, const char *
 /* Replaces the built-in "cluster-membership" readiness check, which fails
  * until a cluster module installs its own. */
 void ukko_node_set_membership_check(ukko_node_t *node, ukko_check_fn fn, void *ud);
+
+/* Guards operations (PUT /cluster/members/...): true when the request
+ * carries "Authorization: Bearer <token>" matching the file at
+ * management.token-path (re-read when it changes: a mounted Secret rotates).
+ * Otherwise fills res with 401 and the reason, and returns false. The token is
+ * never logged or echoed. Loop thread. */
+bool ukko_node_authorize(ukko_node_t *node, const ukko_http_request_t *req,
+                         ukko_http_response_t *res);
 
 /* Stop hooks run in the order added when the node stops (SIGTERM, SIGINT or
  * ukko_node_stop). A hook returns 0 when done, or 1 when it finished work in
