@@ -92,9 +92,9 @@ static void on_io(struct ev_loop *loop, ev_io *w, int revents)
                  ((revents & EV_WRITE) ? CURL_CSELECT_OUT : 0);
     /* s may be freed inside this call (CURL_POLL_REMOVE): not used after. */
     curl_multi_socket_action(h->multi, s->fd, action, &h->running);
+    /* The timer is left to curl (on_timer_change): a done callback may have
+     * started a new transfer (the retry after a 401) that armed it. */
     check_done(h);
-    if (h->running <= 0)
-        ev_timer_stop(h->loop, &h->timer);
 }
 
 static int on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
