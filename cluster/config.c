@@ -1,0 +1,155 @@
+/* config.c: the cluster.* settings: the key table, its checks, and the
+ * protocol parameters derived from it. Main thread, at start. */
+#include "cluster_internal.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static int check_roles(const cJSON *v, char *why, size_t whylen)
+{
+    for (const cJSON *it = v->child; it; it = it->next) {
+        const char *s = it->valuestring;
+        size_t n = strlen(s);
+        bool ok = n > 0 && n <= CLUSTER__MAX_ROLE_LEN;
+        for (size_t i = 0; ok && i < n; i++)
+            ok = s[i] > 0x20 && s[i] < 0x7f && s[i] != ',';
+        if (!ok) {
+            snprintf(why, whylen,
+                     "at most %d roles, each 1 to %d printable characters without spaces "
+                     "or commas",
+                     CLUSTER__MAX_ROLES, CLUSTER__MAX_ROLE_LEN);
+            return UKKO_EINVAL;
+        }
+    }
+    return 0;
+}
+
+static int check_seeds(const cJSON *v, char *why, size_t whylen)
+{
+    for (const cJSON *it = v->child; it; it = it->next) {
+        const char *s = it->valuestring;
+        const char *colon = strrchr(s, ':');
+        if (!*s || (colon && colon[1] == '\0')) {
+            snprintf(why, whylen, "a list of \"host:port\" (e.g. [\"10.0.0.5:7355\"])");
+            return UKKO_EINVAL;
+        }
+    }
+    return 0;
+}
+
+static int check_name(const cJSON *v, char *why, size_t whylen)
+{
+    const char *s = cJSON_IsString(v) ? v->valuestring : "";
+    size_t n = strlen(s);
+    bool ok = n > 0 && n <= 64;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = (s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
+             (s[i] >= '0' && s[i] <= '9') || s[i] == '-' || s[i] == '_';
+    if (!ok) {
+        snprintf(why, whylen, "1 to 64 letters, digits, '-' or '_' (like a Pekko system name)");
+        return UKKO_EINVAL;
+    }
+    return 0;
+}
+
+#define CC(f) offsetof(ukko_cluster_config_t, f)
+static const ukko_cfg_key_t cluster_keys[] = {
+    {"cluster.hostname", UKKO_CFG_STRING, CC(hostname), "\"\"", 0, 0, NULL, NULL,
+     "Address this node gossips on and tells the others; \"\" picks this host's first "
+     "non-loopback IPv4 address."},
+    {"cluster.port", UKKO_CFG_INT, CC(port), "7355", 1, 65535, NULL, NULL,
+     "Port for gossip (UDP) and state sync (TCP)."},
+    {"cluster.name", UKKO_CFG_STRING, CC(name), "\"ukko\"", 0, 0, NULL, check_name,
+     "Cluster name: authenticated with every packet, so two clusters never mix."},
+    {"cluster.roles", UKKO_CFG_STRLIST, CC(roles), "[]", 0, CLUSTER__MAX_ROLES, NULL,
+     check_roles, "Roles of this node (Pekko's cluster roles)."},
+    {"cluster.seed-nodes", UKKO_CFG_STRLIST, CC(seed_nodes), "[]", 0, 64, NULL, check_seeds,
+     "\"host:port\" of members to join through; a node listed first that finds none forms "
+     "the cluster; empty: this node forms its own."},
+    {"cluster.keyring-path", UKKO_CFG_STRING, CC(keyring_path), "null", 0, 0, NULL, NULL,
+     "JSON list of base64 AES-256 keys (first sends, all receive), re-read when it changes."},
+    {"cluster.insecure", UKKO_CFG_BOOL, CC(insecure), "false", 0, 0, NULL, NULL,
+     "Gossip unencrypted and unauthenticated, without a keyring (local tests only)."},
+    {"cluster.mtu", UKKO_CFG_INT, CC(mtu), "1400", 576, 65000, NULL, NULL,
+     "Largest gossip packet, in bytes, sealing included."},
+    {"cluster.probe-interval", UKKO_CFG_DURATION, CC(probe_interval_ms), "\"1s\"", 50, 60000,
+     NULL, NULL, "Each node probes one member per interval."},
+    {"cluster.probe-timeout", UKKO_CFG_DURATION, CC(probe_timeout_ms), "\"500ms\"", 10, 60000,
+     NULL, NULL, "Wait for a direct ack before asking helpers (indirect probes)."},
+    {"cluster.indirect-checks", UKKO_CFG_INT, CC(indirect_checks), "3", 0, 16, NULL, NULL,
+     "Helpers asked to probe a member that did not answer."},
+    {"cluster.gossip-interval", UKKO_CFG_DURATION, CC(gossip_interval_ms), "\"200ms\"", 10,
+     10000, NULL, NULL, "Gossip round: queued news goes to gossip-nodes random members."},
+    {"cluster.gossip-nodes", UKKO_CFG_INT, CC(gossip_nodes), "3", 1, 16, NULL, NULL,
+     "Members each gossip round goes to."},
+    {"cluster.retransmit-mult", UKKO_CFG_INT, CC(retransmit_mult), "4", 1, 16, NULL, NULL,
+     "Each piece of news is sent retransmit-mult * ceil(log10(n + 1)) times."},
+    {"cluster.suspicion-timeout", UKKO_CFG_DURATION, CC(suspicion_timeout_ms), "\"4s\"", 100,
+     600000, NULL, NULL,
+     "Shortest time a suspected member has to refute before it is Down (reached with "
+     "independent confirmations; scaled up gently past 1,000 members)."},
+    {"cluster.suspicion-max-mult", UKKO_CFG_INT, CC(suspicion_max_mult), "6", 1, 100, NULL, NULL,
+     "A suspicion nobody confirms lasts suspicion-max-mult times the shortest."},
+    {"cluster.awareness-max", UKKO_CFG_INT, CC(awareness_max), "8", 1, 64, NULL, NULL,
+     "Most a node slows its own probing when it seems to be the slow one (Lifeguard)."},
+    {"cluster.loop-lag-tolerance", UKKO_CFG_DURATION, CC(loop_lag_tolerance_ms), "\"500ms\"", 50,
+     60000, NULL, NULL,
+     "When this node's loop runs later than this, it was stalled: it blames nobody for "
+     "what timed out meanwhile."},
+    {"cluster.sync-interval", UKKO_CFG_DURATION, CC(sync_interval_ms), "\"30s\"", 100, 3600000,
+     NULL, NULL, "Full-state sync (digest first, over TCP) with a random member."},
+    {"cluster.sync-timeout", UKKO_CFG_DURATION, CC(sync_timeout_ms), "\"5s\"", 100, 600000, NULL,
+     NULL, "A state sync or join request must finish within this."},
+    {"cluster.join-retry-interval", UKKO_CFG_DURATION, CC(join_retry_interval_ms), "\"1s\"", 50,
+     600000, NULL, NULL, "Pause between rounds of join requests to the seed nodes."},
+    {"cluster.weakly-up-after", UKKO_CFG_DURATION, CC(weakly_up_after_ms), "\"7s\"", 100,
+     3600000, NULL, NULL,
+     "A joining member becomes WeaklyUp after this long without convergence (Pekko's "
+     "allow-weakly-up-members)."},
+    {"cluster.removed-after", UKKO_CFG_DURATION, CC(removed_after_ms), "\"10s\"", 0, 3600000,
+     NULL, NULL, "A Down member is listed this long before it is Removed."},
+    {"cluster.max-members", UKKO_CFG_INT, CC(max_members), "20000", 2, 1000000, NULL, NULL,
+     "Most members this node keeps; news of more is dropped and counted."},
+    {"cluster.max-sync-bytes", UKKO_CFG_INT, CC(max_sync_bytes), "8388608", 65536, 1073741824,
+     NULL, NULL, "Largest state-sync frame, in bytes."},
+};
+#undef CC
+
+int ukko_cluster_config_register(ukko_config_t *cfg, ukko_cluster_config_t *cc)
+{
+    return ukko_config_add(cfg, cluster_keys, sizeof(cluster_keys) / sizeof(cluster_keys[0]), cc);
+}
+
+bool ukko_cluster_configured(const ukko_cluster_config_t *cc)
+{
+    return cc->seed_nodes.n > 0 || cc->keyring_path || cc->insecure;
+}
+
+void cluster__params_from_config(cluster__params_t *p, const ukko_cluster_config_t *cc)
+{
+    cluster__params_default(p);
+    p->probe_interval_ms = cc->probe_interval_ms;
+    p->probe_timeout_ms = cc->probe_timeout_ms;
+    p->indirect_checks = (int)cc->indirect_checks;
+    p->gossip_interval_ms = cc->gossip_interval_ms;
+    p->gossip_nodes = (int)cc->gossip_nodes;
+    p->retransmit_mult = (int)cc->retransmit_mult;
+    p->suspicion_timeout_ms = cc->suspicion_timeout_ms;
+    p->suspicion_max_mult = (int)cc->suspicion_max_mult;
+    p->awareness_max = (int)cc->awareness_max;
+    p->loop_lag_tolerance_ms = cc->loop_lag_tolerance_ms;
+    p->sync_interval_ms = cc->sync_interval_ms;
+    p->join_retry_interval_ms = cc->join_retry_interval_ms;
+    p->weakly_up_after_ms = cc->weakly_up_after_ms;
+    p->removed_after_ms = cc->removed_after_ms;
+    p->max_members = (size_t)cc->max_members;
+    p->mtu = (size_t)cc->mtu;
+    p->max_sync_bytes = (size_t)cc->max_sync_bytes;
+}
+
+const char *ukko_member_status_name(int status)
+{
+    static const char *const names[] = {"Joining", "WeaklyUp", "Up",     "Leaving",
+                                        "Exiting", "Down",     "Removed"};
+    return status >= 0 && status <= UKKO_MEMBER_REMOVED ? names[status] : "Unknown";
+}

@@ -1,0 +1,47 @@
+/* runtime.h: the membership of a real node: the core, its keyring, and the
+ * sockets and timers that carry it on the node's libev loop. Private to
+ * cluster.c, transport_ev.c and routes.c. Loop thread only. */
+#ifndef UKKO_CLUSTER_RUNTIME_H
+#define UKKO_CLUSTER_RUNTIME_H
+
+#include "cluster_internal.h"
+
+#include <ev.h>
+
+#define RT_MAX_CONNS 64
+#define RT_UDP_BUF 65536
+
+typedef struct rt_conn rt_conn_t;
+
+struct ukko_cluster {
+    ukko_node_t *node;
+    struct ev_loop *loop;
+    const ukko_cluster_config_t *cc;
+    cluster__params_t params;
+    cluster__ids_t *ids;
+    cluster__mship_t *m;
+    cluster__addr_t self;
+    cluster__keyring_t keyring;
+    uint64_t keyring_reloads, keyring_errors;
+    ev_stat keyring_watch;
+    bool keyring_watching;
+
+    /* transport */
+    int udp_fd, tcp_fd;
+    ev_io udp_io, tcp_io;
+    ev_timer tick;
+    ev_timer leave_flush;
+    rt_conn_t *conns;
+    size_t nconns;
+    uint8_t *rxbuf, *txbuf, *body; /* RT_UDP_BUF each */
+    bool started, stopped;
+};
+
+/* transport_ev.c */
+int cluster__transport_start(ukko_cluster_t *c);
+void cluster__transport_stop(ukko_cluster_t *c);
+void cluster__transport_rearm(ukko_cluster_t *c);
+void cluster__env_send(void *ud, const cluster__addr_t *to, const uint8_t *body, size_t n);
+void cluster__env_sync(void *ud, const cluster__addr_t *to, const uint8_t *req, size_t n);
+
+#endif
