@@ -2,6 +2,9 @@
  * config, wires the libraries together and runs the node. Main thread only.
  * Exit codes: 0 orderly stop, 1 runtime failure, 2 bad usage or config. */
 #include "ukko.h"
+#ifdef HAVE_UKKO_CLUSTER
+#include "cluster.h"
+#endif
 
 #include "ctl.h"
 #ifdef HAVE_UKKO_DISCOVERY
@@ -22,6 +25,9 @@ typedef struct settings {
     ukko_node_config_t node;
 #ifdef HAVE_UKKO_DISCOVERY
     ukko_discovery_config_t discovery;
+#endif
+#ifdef HAVE_UKKO_CLUSTER
+    ukko_cluster_config_t cluster;
 #endif
 } settings_t;
 
@@ -65,6 +71,10 @@ static int register_all(ukko_config_t *cfg, settings_t *s)
 #ifdef HAVE_UKKO_DISCOVERY
     if (rc == 0)
         rc = ukko_discovery_config_register(cfg, &s->discovery);
+#endif
+#ifdef HAVE_UKKO_CLUSTER
+    if (rc == 0)
+        rc = ukko_cluster_config_register(cfg, &s->cluster);
 #endif
     return rc;
 }
@@ -256,12 +266,42 @@ static int cmd_run(const args_t *a)
     ukko_log_setup((ukko_log_level_t)s.node.log_level, (ukko_log_format_t)s.node.log_format);
 
     int code = 1;
+#ifdef HAVE_UKKO_CLUSTER
+    ukko_cluster_t *cluster = NULL;
+#endif
     ukko_node_t *node = ukko_node_new(&s.node, NULL);
     if (!node) {
         ukko_log(UKKO_LOG_ERROR, "node", "out of memory while creating the node");
     } else if (ukko_node_start(node) == 0) {
-        code = ukko_node_run(node);
+#ifdef HAVE_UKKO_CLUSTER
+        /* Membership runs when the config asks for a cluster (seed nodes, a
+         * keyring or cluster.insecure); without, the node serves but stays
+         * not ready. A cluster without a keyring refuses to start (exit 2). */
+        if (ukko_cluster_configured(&s.cluster)) {
+            cluster = ukko_cluster_new(node, &s.cluster);
+            if (!cluster)
+                code = 2;
+            else if (ukko_cluster_start(cluster) == 0) {
+                ukko_node_set_membership_check(node, ukko_cluster_ready_check, cluster);
+                ukko_node_add_stop_hook(node, ukko_cluster_stop_hook, cluster);
+            } else {
+                ukko_cluster_free(cluster);
+                cluster = NULL;
+                code = 1;
+            }
+        } else {
+            ukko_log(UKKO_LOG_WARN, "cluster",
+                     "no cluster configured (cluster.seed-nodes, cluster.keyring-path and "
+                     "cluster.insecure are unset): this node joins no cluster and /ready stays "
+                     "500");
+        }
+        if (code == 1 && (cluster || !ukko_cluster_configured(&s.cluster)))
+#endif
+            code = ukko_node_run(node);
     }
+#ifdef HAVE_UKKO_CLUSTER
+    ukko_cluster_free(cluster);
+#endif
     ukko_node_free(node);
     ukko_config_free(cfg);
     return code;
