@@ -325,6 +325,210 @@ void ukko_http_reply_json(ukko_http_response_t *res, int status, const cJSON *js
 
 /* ---------------------------------------------------- actor runtime (below) */
 
+/* Actors (docs/actors.md is the user's guide). An actor is a behaviour (a
+ * handler and the init/free of its state) plus a mailbox; its handler runs on
+ * one thread at a time, taken from its dispatcher, one message after another.
+ * Threads meet only at mailboxes: every function here may be called from any
+ * thread unless its comment names one, and "ctx" functions only from inside
+ * the actor's own init or handler, with the ctx it was given.
+ *
+ * References: ukko_actor_t * is a counted reference. Whoever gets one from a
+ * function whose comment says "new reference" owns it and gives it back with
+ * ukko_actor_release; one that is "borrowed" is valid during the call only
+ * (ukko_actor_retain to keep it). A reference outlives the actor: sending to
+ * a stopped actor fails with UKKO_ENOENT (a dead letter), never crashes. */
+
+typedef struct ukko_actor_system ukko_actor_system_t;
+typedef struct ukko_actor ukko_actor_t;
+typedef struct ukko_actor_ctx ukko_actor_ctx_t;
+
+/* Message type ids: the application's are below UKKO_MSG_SYSTEM; those above
+ * are the runtime's own, delivered to handlers as described. */
+#define UKKO_MSG_SYSTEM 0xffff0000u
+/* A watched actor stopped: msg->sender is it (borrowed). */
+#define UKKO_MSG_TERMINATED 0xffff0001u
+/* An ask got no reply in time: msg->id is the ask's id. */
+#define UKKO_MSG_ASK_TIMEOUT 0xffff0002u
+
+/* A message as the handler sees it; valid during the handler call only. */
+typedef struct ukko_msg {
+    uint32_t type;        /* the sender's type id, or UKKO_MSG_* */
+    uint32_t len;         /* payload bytes */
+    void *data;           /* payload (NULL when len is 0); the handler may modify it */
+    ukko_actor_t *sender; /* borrowed; NULL unless the sender gave one */
+    uint64_t id;          /* reply or ask timeout: the ask's id; timer message: its key */
+} ukko_msg_t;
+
+/* What an actor does. init (may be NULL) fills the zeroed state of
+ * state_size bytes from arg and returns 0 or a negative UKKO_E* code; handle
+ * returns 0, or < 0 for a failure that the actor's supervision deals with
+ * (restart or stop); free (may be NULL) releases what init acquired. init
+ * runs in the spawning thread at spawn and on the actor's dispatcher at a
+ * restart; handle and free run on the actor's dispatcher. */
+typedef struct ukko_behaviour {
+    size_t state_size;
+    int (*init)(ukko_actor_ctx_t *ctx, void *state, void *arg);
+    int (*handle)(ukko_actor_ctx_t *ctx, void *state, const ukko_msg_t *msg);
+    void (*free)(void *state, void *arg);
+} ukko_behaviour_t;
+
+typedef enum {
+    UKKO_SUPERVISE_RESTART = 0, /* free + init the state after a backoff, keep the mailbox */
+    UKKO_SUPERVISE_STOP = 1     /* stop on the first failure */
+} ukko_supervise_t;
+
+typedef struct ukko_spawn_opts {
+    const char *name;       /* for logs and metrics, copied (NULL: "actor-<id>") */
+    const char *dispatcher; /* NULL or "default"; a configured name; "loop": the libev loop thread */
+    void *arg;              /* given to init at spawn and at every restart */
+    void (*arg_free)(void *arg); /* non-NULL: arg is handed over and freed with the actor;
+                                    NULL: arg is borrowed and must outlive the actor */
+    uint32_t mailbox_capacity;   /* 0: unbounded; else sends beyond it fail with UKKO_EAGAIN */
+    ukko_supervise_t on_failure;
+    int64_t backoff_min_ms;      /* first restart delay (0: 100 ms), doubling per */
+    int64_t backoff_max_ms;      /* consecutive failure up to this (0: 10 s) */
+    int max_restarts;            /* consecutive failures before it stops (0: no limit) */
+} ukko_spawn_opts_t;
+
+/* Spawns an actor. b is copied; opts may be NULL. Runs init in this thread
+ * before the actor can handle anything. On success *out is a new reference.
+ * Returns 0, UKKO_ENOENT (no such dispatcher), UKKO_ECANCELED (the system is
+ * stopping), UKKO_EINVAL, UKKO_ENOMEM, or init's error (nothing is left). */
+int ukko_actor_spawn(ukko_actor_system_t *sys, const ukko_behaviour_t *b,
+                     const ukko_spawn_opts_t *opts, ukko_actor_t **out);
+
+void ukko_actor_retain(ukko_actor_t *a);
+void ukko_actor_release(ukko_actor_t *a);
+
+/* A full send. data is copied into the message unless free_fn is set: then
+ * it is handed over on success (the runtime calls free_fn(data) once the
+ * handler is done with it, or when the message is dropped) and stays the
+ * caller's on failure. from (optional) is retained by the message and shows
+ * as msg->sender. traceparent (optional) is a W3C traceparent header value;
+ * NULL inherits the trace of the message being handled when called from a
+ * handler. */
+typedef struct ukko_send {
+    uint32_t type;
+    const void *data;
+    size_t len;
+    void (*free_fn)(void *data);
+    ukko_actor_t *from;
+    const char *traceparent;
+} ukko_send_t;
+
+/* Sends s to the actor to (borrowed). Any thread; never blocks. Returns 0,
+ * UKKO_EAGAIN (bounded mailbox full: back off and retry), UKKO_ENOENT (the
+ * actor has stopped: the message is a dead letter), UKKO_ECANCELED (the
+ * system is stopping and the caller is not an actor), UKKO_EINVAL (a type of
+ * the runtime's, or a malformed traceparent), UKKO_E2BIG (len over 4 GiB). */
+int ukko_actor_tell(ukko_actor_t *to, const ukko_send_t *s);
+/* Shorthands of ukko_actor_tell: a copied payload; a handed-over one. */
+int ukko_actor_send(ukko_actor_t *to, uint32_t type, const void *data, size_t len);
+int ukko_actor_send_owned(ukko_actor_t *to, uint32_t type, void *data, size_t len,
+                          void (*free_fn)(void *data));
+
+/* Stops the actor after the message it is handling: queued messages are
+ * dropped, free runs, watchers get UKKO_MSG_TERMINATED. Any thread; returns
+ * at once (0, or UKKO_ENOENT if it had already stopped). */
+int ukko_actor_stop(ukko_actor_t *a);
+bool ukko_actor_alive(const ukko_actor_t *a);
+/* The actor's name (valid while the reference is held) and its unique id. */
+const char *ukko_actor_name(const ukko_actor_t *a);
+uint64_t ukko_actor_id(const ukko_actor_t *a);
+
+/* The running actor (borrowed) and its system. ctx functions. */
+ukko_actor_t *ukko_actor_self(ukko_actor_ctx_t *ctx);
+ukko_actor_system_t *ukko_actor_system(ukko_actor_ctx_t *ctx);
+/* Stops the running actor once its handler returns. */
+void ukko_actor_stop_self(ukko_actor_ctx_t *ctx);
+
+/* Death watch: the running actor gets one UKKO_MSG_TERMINATED (sender =
+ * target) when target stops, at once if it already has. ctx functions;
+ * target is borrowed. */
+int ukko_actor_watch(ukko_actor_ctx_t *ctx, ukko_actor_t *target);
+int ukko_actor_unwatch(ukko_actor_ctx_t *ctx, ukko_actor_t *target);
+
+/* Ask: sends s to `to` carrying a reply address; the running actor later
+ * gets exactly one of: the reply (msg->id == *ask_id, the type the replier
+ * chose) or, after timeout_ms, UKKO_MSG_ASK_TIMEOUT (msg->id == *ask_id). A
+ * failed send returns its error and nothing arrives. ctx function. */
+int ukko_actor_ask(ukko_actor_ctx_t *ctx, ukko_actor_t *to, const ukko_send_t *s,
+                   int64_t timeout_ms, uint64_t *ask_id);
+/* Replies to an asked message (from its handler; the payload is copied).
+ * Returns 0, UKKO_ENOENT (not an ask), UKKO_ETIMEDOUT (already timed out or
+ * replied). */
+int ukko_actor_reply(const ukko_msg_t *request, uint32_t type, const void *data, size_t len);
+/* To reply after the handler returned: takes a reply token (new reference,
+ * NULL when the message is not an ask) to pass to ukko_reply_send (any
+ * thread, consumes it) or ukko_reply_free. */
+typedef struct ukko_reply ukko_reply_t;
+ukko_reply_t *ukko_actor_reply_token(const ukko_msg_t *request);
+int ukko_reply_send(ukko_reply_t *r, uint32_t type, const void *data, size_t len);
+void ukko_reply_free(ukko_reply_t *r);
+
+/* Timers of the running actor, delivered as messages of the given type with
+ * msg->id == key. Starting a key that is running replaces it; after cancel
+ * returns, no message of that key is handled (even one already queued).
+ * Timers end with the actor and at its restarts. Periodic timers keep their
+ * rate without bursts: a late tick is not made up. ctx functions. */
+int ukko_actor_timer_once(ukko_actor_ctx_t *ctx, uint64_t key, uint32_t type, int64_t delay_ms);
+int ukko_actor_timer_periodic(ukko_actor_ctx_t *ctx, uint64_t key, uint32_t type,
+                              int64_t interval_ms);
+/* Returns 0, or UKKO_ENOENT when no timer has that key. */
+int ukko_actor_timer_cancel(ukko_actor_ctx_t *ctx, uint64_t key);
+
+/* The message's trace context as a traceparent value (55 chars + NUL in out,
+ * outlen >= 56). Returns 0 or UKKO_ENOENT when it carries none. */
+int ukko_msg_traceparent(const ukko_msg_t *msg, char *out, size_t outlen);
+
+/* ---- the system: dispatchers from the config, started and stopped with the node */
+
+/* The runtime's settings: one key "dispatchers" (see docs/actors.md):
+ *   {"starvation-threshold": "100ms",
+ *    "default": {"executor": "fork-join-executor", "parallelism-min": 1,
+ *                "parallelism-factor": 1.0, "parallelism-max": 64, "throughput": 5},
+ *    "blocking-dispatcher": {"executor": "thread-pool-executor",
+ *                            "fixed-pool-size": 32, "throughput": 1}} */
+typedef struct ukko_actor_config {
+    cJSON *dispatchers; /* owned by the config (NULL: built-in defaults) */
+} ukko_actor_config_t;
+
+/* Registers the "dispatchers" key, storing into ac (main thread, at start). */
+int ukko_actor_config_register(ukko_config_t *cfg, ukko_actor_config_t *ac);
+/* Checks a "dispatchers" value; on error names the bad sub-key in why. */
+int ukko_actor_config_check(const cJSON *v, char *why, size_t whylen);
+
+/* Creates the system and starts its threads (dispatchers, the timer and
+ * starvation monitor). loop (may be NULL) is the libev loop of the calling
+ * thread: actors spawned on dispatcher "loop" run on it, woken by an
+ * ev_async only when their queue goes from empty to non-empty; that is how
+ * loop-side modules get results back from actors. ac may be NULL (defaults)
+ * and is not kept. On success *out is owned by the caller. */
+int ukko_actor_system_new(const ukko_actor_config_t *ac, struct ev_loop *loop,
+                          ukko_actor_system_t **out);
+
+typedef enum {
+    UKKO_SHUTDOWN_DRAIN = 0, /* handle what is queued (until quiet or the timeout), then stop */
+    UKKO_SHUTDOWN_DROP = 1   /* stop every actor after its current message */
+} ukko_shutdown_t;
+
+/* Orderly stop: refuses new spawns and sends from outside actors, drains or
+ * drops, stops every actor (free runs, watchers hear of it) and joins the
+ * threads. Blocks up to timeout_ms; call it from the thread that created
+ * the system (it runs loop actors itself meanwhile), never from an actor.
+ * Returns 0, or UKKO_ETIMEDOUT when handlers were still running at the
+ * deadline (their threads are then left behind and the system's memory is
+ * not released). Calling it again returns 0. */
+int ukko_actor_system_stop(ukko_actor_system_t *sys, ukko_shutdown_t mode, int64_t timeout_ms);
+/* Stops (drop, 5 s) if not stopped, then releases the system; references to
+ * actors still held stay valid until released. Creating thread. */
+void ukko_actor_system_free(ukko_actor_system_t *sys);
+
+/* A ukko_metrics_fn for ukko_node_add_metrics(node, ukko_actor_system_metrics,
+ * sys): ukko_actor_* families (starvations, actors, messages, restarts). */
+void ukko_actor_system_metrics(ukko_buf_t *out, void *sys);
+
+
 #ifdef __cplusplus
 }
 #endif
