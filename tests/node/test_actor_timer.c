@@ -1,0 +1,98 @@
+/* test_actor_timer.c: actor timers (node/actor_timer.c): once, periodic,
+ * replace by key, and cancel: after cancel returns no message of the key is
+ * handled, even one already queued. */
+#include "actor_test.h"
+
+#define K_ONCE 1
+#define K_TICK 2
+#define K_LATER 3
+#define T_TIMER 20
+#define T_CANCEL 21
+
+typedef struct tstate {
+    _Atomic int once, ticks, after_cancel, later;
+    _Atomic int cancelled;
+    int cancel_rc;
+} tstate_t;
+
+static int timer_init(ukko_actor_ctx_t *ctx, void *state, void *arg)
+{
+    *(tstate_t **)state = arg;
+    int rc = ukko_actor_timer_once(ctx, K_ONCE, T_TIMER, 20);
+    if (rc == 0)
+        rc = ukko_actor_timer_periodic(ctx, K_TICK, T_TIMER, 5);
+    return rc;
+}
+
+static int timer_handle(ukko_actor_ctx_t *ctx, void *state, const ukko_msg_t *msg)
+{
+    tstate_t *t = *(tstate_t **)state;
+    if (msg->type == T_CANCEL) {
+        t->cancel_rc = ukko_actor_timer_cancel(ctx, K_TICK);
+        atomic_store(&t->cancelled, 1);
+        /* A sentinel well after several periods: by then any tick that
+         * slipped through would have shown up. */
+        return ukko_actor_timer_once(ctx, K_LATER, T_TIMER, 60);
+    }
+    if (msg->type != T_TIMER)
+        return 0;
+    switch (msg->id) {
+    case K_ONCE: atomic_fetch_add(&t->once, 1); break;
+    case K_TICK:
+        if (atomic_load(&t->cancelled))
+            atomic_fetch_add(&t->after_cancel, 1);
+        else
+            atomic_fetch_add(&t->ticks, 1);
+        break;
+    case K_LATER: atomic_fetch_add(&t->later, 1); break;
+    }
+    return 0;
+}
+
+static const ukko_behaviour_t timer_behaviour = {
+    .state_size = sizeof(void *), .init = timer_init, .handle = timer_handle};
+
+Test(actor_timer, once_periodic_and_cancel, .timeout = 30)
+{
+    ukko_actor_system_t *sys = test_system(NULL);
+    tstate_t t = {0};
+    ukko_actor_t *a = NULL;
+    ukko_spawn_opts_t o = {.arg = &t};
+    cr_assert_eq(ukko_actor_spawn(sys, &timer_behaviour, &o, &a), 0);
+    WAIT_FOR(atomic_load(&t.ticks) >= 5 && atomic_load(&t.once) == 1, 10000);
+    cr_assert_geq(atomic_load(&t.ticks), 5, "periodic timer ticked %d times", atomic_load(&t.ticks));
+    cr_assert_eq(atomic_load(&t.once), 1, "single timer fired %d times", atomic_load(&t.once));
+    cr_assert_eq(ukko_actor_send(a, T_CANCEL, NULL, 0), 0);
+    WAIT_FOR(atomic_load(&t.later) == 1, 10000);
+    cr_assert_eq(atomic_load(&t.later), 1, "the sentinel timer fired");
+    cr_assert_eq(t.cancel_rc, 0, "cancel found the key");
+    cr_assert_eq(atomic_load(&t.after_cancel), 0, "%d ticks were handled after cancel",
+                 atomic_load(&t.after_cancel));
+    cr_assert_eq(atomic_load(&t.once), 1, "a single timer fires once");
+    ukko_actor_release(a);
+    ukko_actor_system_free(sys);
+}
+
+static int restart_init(ukko_actor_ctx_t *ctx, void *state, void *arg)
+{
+    *(tstate_t **)state = arg;
+    /* The same key again replaces the first: only one fires. */
+    int rc = ukko_actor_timer_once(ctx, K_ONCE, T_TIMER, 10000);
+    return rc ? rc : ukko_actor_timer_once(ctx, K_ONCE, T_TIMER, 10);
+}
+
+static const ukko_behaviour_t replace_behaviour = {
+    .state_size = sizeof(void *), .init = restart_init, .handle = timer_handle};
+
+Test(actor_timer, same_key_replaces, .timeout = 30)
+{
+    ukko_actor_system_t *sys = test_system(NULL);
+    tstate_t t = {0};
+    ukko_actor_t *a = NULL;
+    ukko_spawn_opts_t o = {.arg = &t};
+    cr_assert_eq(ukko_actor_spawn(sys, &replace_behaviour, &o, &a), 0);
+    WAIT_FOR(atomic_load(&t.once) == 1, 5000);
+    cr_assert_eq(atomic_load(&t.once), 1, "the replacing timer fired after 10 ms");
+    ukko_actor_release(a);
+    ukko_actor_system_free(sys);
+}
