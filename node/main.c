@@ -23,6 +23,7 @@ extern char **environ;
 /* Every module's settings, registered into one config. */
 typedef struct settings {
     ukko_node_config_t node;
+    ukko_actor_config_t actors;
 #ifdef HAVE_UKKO_DISCOVERY
     ukko_discovery_config_t discovery;
 #endif
@@ -68,6 +69,8 @@ static void usage(FILE *out)
 static int register_all(ukko_config_t *cfg, settings_t *s)
 {
     int rc = ukko_node_config_register(cfg, &s->node);
+    if (rc == 0)
+        rc = ukko_actor_config_register(cfg, &s->actors);
 #ifdef HAVE_UKKO_DISCOVERY
     if (rc == 0)
         rc = ukko_discovery_config_register(cfg, &s->discovery);
@@ -270,9 +273,13 @@ static int cmd_run(const args_t *a)
     ukko_cluster_t *cluster = NULL;
 #endif
     ukko_node_t *node = ukko_node_new(&s.node, NULL);
+    ukko_actor_system_t *actors = NULL;
     if (!node) {
         ukko_log(UKKO_LOG_ERROR, "node", "out of memory while creating the node");
+    } else if (ukko_actor_system_new(&s.actors, ukko_node_loop(node), &actors) < 0) {
+        ukko_log(UKKO_LOG_ERROR, "actor", "cannot start the actor system (see above)");
     } else if (ukko_node_start(node) == 0) {
+        ukko_node_add_metrics(node, ukko_actor_system_metrics, actors);
 #ifdef HAVE_UKKO_CLUSTER
         /* Membership runs when the config asks for a cluster (seed nodes, a
          * keyring or cluster.insecure); without, the node serves but stays
@@ -299,9 +306,14 @@ static int cmd_run(const args_t *a)
 #endif
             code = ukko_node_run(node);
     }
+    /* After every stop hook (the cluster's leave and hand-off use actors):
+     * the actors drain what is queued, then stop; their threads are joined. */
+    if (actors)
+        ukko_actor_system_stop(actors, UKKO_SHUTDOWN_DRAIN, 5000);
 #ifdef HAVE_UKKO_CLUSTER
     ukko_cluster_free(cluster);
 #endif
+    ukko_actor_system_free(actors);
     ukko_node_free(node);
     ukko_config_free(cfg);
     return code;
