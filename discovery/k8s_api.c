@@ -248,8 +248,8 @@ static void on_http_error(discovery__k8s_t *k, long code)
     } else if (code == 403) {
         fail(k, UKKO_DISCOVERY_FAIL_FORBIDDEN, UKKO_EPROTO, http,
              "GET %s returned 403 Forbidden: the service account needs a Role with \"list\" on "
-             "\"pods\" in namespace \"%s\", bound to it by a RoleBinding (see "
-             "docs/discovery.md, RBAC)%s",
+             "\"pods\" in namespace \"%s\", bound to it by a RoleBinding (k8s/base/rbac.yaml: "
+             "Role ukko-pod-reader; docs/discovery.md, RBAC)%s",
              url, k->namespace_, srv);
     } else if (code == 404) {
         fail(k, UKKO_DISCOVERY_FAIL_NOT_FOUND, UKKO_ENOENT, http,
