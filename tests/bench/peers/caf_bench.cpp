@@ -17,21 +17,24 @@ namespace {
 
 constexpr int64_t batch = 1000;
 
-behavior receiver(event_based_actor* self, actor main_, int64_t n) {
-  auto got = std::make_shared<int64_t>(0);
+// Counters live in each actor's own state (no sharing between threads).
+struct count_state {
+  int64_t n = 0;
+};
+
+behavior receiver(stateful_actor<count_state>* self, actor main_, int64_t n) {
   return {[=](int64_t) {
-    if (++*got == n)
+    if (++self->state.n == n)
       self->send(main_, done_atom::value);
   }};
 }
 
-behavior sender(event_based_actor* self, actor to, int64_t n) {
-  auto sent = std::make_shared<int64_t>(0);
+behavior sender(stateful_actor<count_state>* self, actor to, int64_t n) {
   return {[=](go_atom) {
-    int64_t end = std::min(*sent + batch, n);
-    for (; *sent < end; ++*sent)
-      self->send(to, *sent);
-    if (*sent < n)
+    int64_t end = std::min(self->state.n + batch, n);
+    for (; self->state.n < end; ++self->state.n)
+      self->send(to, self->state.n);
+    if (self->state.n < n)
       self->send(self, go_atom::value);
   }};
 }
@@ -42,12 +45,12 @@ behavior server(event_based_actor* self) {
   }};
 }
 
-behavior client(event_based_actor* self, actor peer, actor main_, int64_t m) {
-  auto left = std::make_shared<int64_t>(m);
+behavior client(stateful_actor<count_state>* self, actor peer, actor main_, int64_t m) {
+  self->state.n = m;
   return {
     [=](go_atom) { self->send(peer, ping_atom::value, int64_t{0}, actor_cast<actor>(self)); },
     [=](ping_atom, int64_t v, actor) {
-      if (--*left == 0) {
+      if (--self->state.n == 0) {
         self->send(main_, done_atom::value);
         return;
       }
