@@ -122,7 +122,7 @@ _Static_assert(sizeof(ukko_wire_header_t) == 44, "wire: header size");
 /* Each message: type (1 byte), body length (2 bytes), body. */
 #define UKKO_WIRE_MSG_HDR 3
 enum {
-    UKKO_MSG_PING = 1,     /* seq u32, target uid[16] */
+    UKKO_MSG_PING = 1,     /* seq u32, target uid[16] [, inc u32, suspect u8] */
     UKKO_MSG_INDIRECT = 2, /* seq u32, target ip[16] port u16 uid[16], nack u8 */
     UKKO_MSG_ACK = 3,      /* seq u32 */
     UKKO_MSG_NACK = 4,     /* seq u32 */
@@ -149,6 +149,7 @@ typedef struct ukko_wire_msg {
     uint8_t type;
     uint32_t seq;
     bool nack;
+    bool suspect; /* PING: the prober suspects us at inc */
     cluster__addr_t addr; /* the node the message is about (or the target) */
     uint8_t uid[CLUSTER__UID_LEN];
     uint32_t inc;
@@ -168,7 +169,10 @@ typedef struct ukko_wire_w {
 
 void ukko_wire_w_init(ukko_wire_w_t *w, uint8_t *p, size_t cap);
 void ukko_wire_put_header(ukko_wire_w_t *w, const ukko_wire_hdr_t *h);
-void ukko_wire_put_ping(ukko_wire_w_t *w, uint32_t seq, const uint8_t *target_uid);
+/* A ping; suspect says the prober suspects the target at incarnation inc
+ * (the target answers with its refutation in the ack packet). */
+void ukko_wire_put_ping(ukko_wire_w_t *w, uint32_t seq, const uint8_t *target_uid, bool suspect,
+                        uint32_t inc);
 void ukko_wire_put_indirect(ukko_wire_w_t *w, uint32_t seq, const cluster__addr_t *target,
                             const uint8_t *uid, bool nack);
 void ukko_wire_put_ack(ukko_wire_w_t *w, uint8_t type, uint32_t seq);
@@ -386,6 +390,9 @@ uint32_t cluster__mship_incarnation(const cluster__mship_t *m);
 /* Builds a full-state body (kind SYNC_STATE) of m into out: for tests and
  * the simulator's prefilled clusters. */
 void cluster__mship_state_body(cluster__mship_t *m, uint8_t kind, uint8_t flags, ukko_buf_t *out);
+/* Makes m a member holding the state in body (a STATE body) with nothing
+ * queued to spread: how the simulator starts from a converged cluster. */
+void cluster__mship_prefill(cluster__mship_t *m, const uint8_t *body, size_t n);
 
 /* ====================================================== routes, metrics */
 

@@ -92,12 +92,17 @@ static bool msg_begin(ukko_wire_w_t *w, uint8_t type, size_t body)
     return true;
 }
 
-void ukko_wire_put_ping(ukko_wire_w_t *w, uint32_t seq, const uint8_t *target_uid)
+void ukko_wire_put_ping(ukko_wire_w_t *w, uint32_t seq, const uint8_t *target_uid, bool suspect,
+                        uint32_t inc)
 {
-    if (!msg_begin(w, UKKO_MSG_PING, 4 + CLUSTER__UID_LEN))
+    if (!msg_begin(w, UKKO_MSG_PING, 4 + CLUSTER__UID_LEN + (suspect ? 5 : 0)))
         return;
     put_u32(w, seq);
     put_bytes(w, target_uid, CLUSTER__UID_LEN);
+    if (suspect) {
+        put_u32(w, inc);
+        put_u8(w, 1);
+    }
 }
 
 void ukko_wire_put_indirect(ukko_wire_w_t *w, uint32_t seq, const cluster__addr_t *target,
@@ -330,6 +335,10 @@ int ukko_wire_next(const uint8_t *b, size_t n, size_t *off, ukko_wire_msg_t *m,
     case UKKO_MSG_PING:
         m->seq = get_u32(&r);
         get_bytes(&r, m->uid, CLUSTER__UID_LEN);
+        if (!r.bad && len >= 4 + CLUSTER__UID_LEN + 5) {
+            m->inc = get_u32(&r);
+            m->suspect = get_u8(&r) != 0;
+        }
         break;
     case UKKO_MSG_INDIRECT:
         m->seq = get_u32(&r);

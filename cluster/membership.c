@@ -261,6 +261,19 @@ static void refute(cluster__mship_t *m, uint32_t inc)
     }
     cluster__awareness_apply(&m->aw, 1);
     m->st.refutes++;
+    if (ukko_log_enabled(UKKO_LOG_DEBUG)) {
+        char me[64];
+        cluster__addr_format(cluster__ids_addr_at(m->ids, m->self_addr), me, sizeof(me));
+        ukko_log(UKKO_LOG_DEBUG, "cluster", "%s: refutes inc %u -> %u at %lld", me, inc, m->inc,
+                 (long long)ms__now(m));
+    }
+}
+
+void ms__refute_suspicion(cluster__mship_t *m, uint32_t inc)
+{
+    cluster__member_t *self = ms__self(m);
+    if (self && self->status < UKKO_MEMBER_DOWN && inc >= m->inc)
+        refute(m, inc);
 }
 
 static void self_down(cluster__mship_t *m, const cluster__addr_t *by)
@@ -375,6 +388,7 @@ static void start_suspicion(cluster__mship_t *m, cluster__member_t *mem, uint32_
     mem->susp = (uint32_t)m->nsusp;
     s->addr = ms__ident(m, mem)->addr;
     s->last_from = from;
+    s->told = 0;
     /* Confirmations can only come from members other than the suspect and
      * the accuser: with fewer of them, go straight to the minimum. */
     uint32_t k = MS_SUSPICION_K;
@@ -400,6 +414,9 @@ void ms__apply_suspect(cluster__mship_t *m, const ukko_wire_msg_t *msg)
     uint32_t from = cluster__ids_addr(m->ids, &msg->from);
     if (from == UINT32_MAX)
         return;
+    const cluster__member_t *accuser = ms__find_addr(m, from);
+    if (accuser && accuser->status >= UKKO_MEMBER_DOWN)
+        return; /* a member that is out has no say */
     if (mem->live == CLUSTER__SUSPECT && msg->inc == mem->inc) {
         ms_susp_t *s = ms__susp(m, mem);
         if (s && cluster__suspicion_confirm(&s->s, from)) {
@@ -415,6 +432,14 @@ void ms__apply_suspect(cluster__mship_t *m, const ukko_wire_msg_t *msg)
     mem->live = CLUSTER__SUSPECT;
     m->st.suspicions++;
     start_suspicion(m, mem, from);
+    if (ukko_log_enabled(UKKO_LOG_DEBUG)) {
+        char a[64], b[64], me[64];
+        cluster__addr_format(&msg->addr, a, sizeof(a));
+        cluster__addr_format(&msg->from, b, sizeof(b));
+        cluster__addr_format(cluster__ids_addr_at(m->ids, m->self_addr), me, sizeof(me));
+        ukko_log(UKKO_LOG_DEBUG, "cluster", "%s: suspect %s inc %u (by %s) at %lld, aw %d", me, a,
+                 msg->inc, b, (long long)ms__now(m), m->aw.score);
+    }
     ms__queue(m, mem);
     notify(m, mem, mem->status, old_live);
 }
@@ -623,11 +648,29 @@ static void reap(cluster__mship_t *m, int64_t now)
     }
 }
 
+/* When a suspicion ends. A node whose own probes keep failing without even
+ * nacks (local health poor: it is the one cut off or slow) stretches its
+ * suspicions by the same factor as its probes, so it accuses nobody while
+ * the healthy majority still decides at the usual speed. */
+static int64_t susp_deadline(const cluster__mship_t *m, const ms_susp_t *s)
+{
+    int64_t t = cluster__suspicion_timeout(s->s.n, s->s.k, s->s.min_ms, s->s.max_ms);
+    return s->s.start_ms + cluster__awareness_scale(&m->aw, t);
+}
+
 static void suspicion_tick(cluster__mship_t *m, int64_t now)
 {
     for (size_t i = 0; i < m->nsusp;) {
         ms_susp_t *s = &m->susp[i];
-        if (now < cluster__suspicion_deadline(&s->s)) {
+        if (now < susp_deadline(m, s)) {
+            /* Tell the suspect itself, once a probe interval: gossip about
+             * it may have run dry (a healed partition), and its answer
+             * carries the refutation straight back. */
+            cluster__member_t *mem = ms__find_addr(m, s->addr);
+            if (mem && now - s->told >= m->p.probe_interval_ms) {
+                s->told = now;
+                ms__tell_suspect(m, mem);
+            }
             i++;
             continue;
         }
@@ -647,28 +690,34 @@ static void suspicion_tick(cluster__mship_t *m, int64_t now)
 int64_t cluster__mship_next(const cluster__mship_t *m)
 {
     int64_t t = m->next_gossip;
-    if (m->in_cluster) {
-        if (m->probe.active)
-            t = m->probe.indirect_sent ? m->probe.t_end : m->probe.t_direct;
-        else if (m->next_probe < t)
-            t = m->next_probe;
-        if (m->next_sync < t)
-            t = m->next_sync;
-        if (m->npending && m->next_poll < t)
-            t = m->next_poll;
-        if (m->ndown && m->next_reap < t)
-            t = m->next_reap;
-    } else if (m->next_join < t) {
-        t = m->next_join;
+#define EARLIER(x)                                                                                 \
+    do {                                                                                           \
+        if ((x) < t)                                                                               \
+            t = (x);                                                                               \
+    } while (0)
+    if (!m->in_cluster) {
+        EARLIER(m->next_join);
+        return t;
     }
+    if (cluster__mship_self_status(m) >= UKKO_MEMBER_DOWN)
+        return t; /* out of the cluster: nothing to probe or decide */
+    if (m->probe.active)
+        EARLIER(m->probe.indirect_sent ? m->probe.t_end : m->probe.t_direct);
+    else
+        EARLIER(m->next_probe);
+    EARLIER(m->next_sync);
+    if (m->npending)
+        EARLIER(m->next_poll);
+    if (m->ndown)
+        EARLIER(m->next_reap);
     for (size_t i = 0; i < m->nsusp; i++) {
-        int64_t d = cluster__suspicion_deadline(&m->susp[i].s);
-        if (d < t)
-            t = d;
+        EARLIER(susp_deadline(m, &m->susp[i]));
+        EARLIER(m->susp[i].told + m->p.probe_interval_ms);
     }
     for (size_t i = 0; i < MS_MAX_HELPERS; i++)
-        if (m->helpers[i].used && m->helpers[i].deadline < t)
-            t = m->helpers[i].deadline;
+        if (m->helpers[i].used)
+            EARLIER(m->helpers[i].deadline);
+#undef EARLIER
     return t;
 }
 
@@ -678,7 +727,7 @@ int64_t cluster__mship_tick(cluster__mship_t *m)
     check_stall(m, now);
     if (!m->in_cluster) {
         ms__join_tick(m, now);
-    } else {
+    } else if (cluster__mship_self_status(m) < UKKO_MEMBER_DOWN) {
         ms__probe_tick(m, now);
         suspicion_tick(m, now);
         if (m->npending && now >= m->next_poll)

@@ -21,6 +21,7 @@ typedef struct ms_susp {
     cluster__suspicion_t s;
     uint32_t addr;      /* the suspected member's address id */
     uint32_t last_from; /* address id of the latest accuser, for re-broadcast */
+    int64_t told;       /* when we last told the suspect directly */
 } ms_susp_t;
 
 typedef struct ms_helper {
@@ -122,6 +123,7 @@ bool ms__usable(const cluster__mship_t *m, const cluster__member_t *mem);
 void ms__header(cluster__mship_t *m, ukko_wire_w_t *w, uint8_t kind, uint8_t flags);
 bool ms__is_retired(const cluster__mship_t *m, uint32_t ident);
 void ms__form(cluster__mship_t *m);
+void ms__refute_suspicion(cluster__mship_t *m, uint32_t inc);
 
 /* gossip.c */
 void ms__queue(cluster__mship_t *m, cluster__member_t *mem);
@@ -142,6 +144,7 @@ void ms__on_ack(cluster__mship_t *m, const ukko_wire_msg_t *msg);
 void ms__on_nack(cluster__mship_t *m, const ukko_wire_msg_t *msg);
 void ms__leader_tick(cluster__mship_t *m, int64_t now);
 uint32_t ms__next_seq(cluster__mship_t *m);
+void ms__tell_suspect(cluster__mship_t *m, const cluster__member_t *mem);
 
 /* sync.c */
 void ms__sync_tick(cluster__mship_t *m, int64_t now);

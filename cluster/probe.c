@@ -20,9 +20,15 @@ static void send_ping(cluster__mship_t *m, const cluster__member_t *target, uint
     ukko_wire_w_t w;
     ukko_wire_w_init(&w, m->pkt, m->pktcap);
     ms__header(m, &w, UKKO_WIRE_GOSSIP, 0);
-    ukko_wire_put_ping(&w, seq, ms__ident(m, target)->uid);
+    ukko_wire_put_ping(&w, seq, ms__ident(m, target)->uid, target->live == CLUSTER__SUSPECT,
+                       target->inc);
     ms__piggyback(m, &w);
     ms__send(m, ms__addr(m, target), &w);
+}
+
+void ms__tell_suspect(cluster__mship_t *m, const cluster__member_t *mem)
+{
+    send_ping(m, mem, ms__next_seq(m));
 }
 
 /* The next member to probe, in a shuffled order reshuffled after each
@@ -153,6 +159,15 @@ void ms__on_ping(cluster__mship_t *m, const ukko_wire_hdr_t *h, const ukko_wire_
     ukko_wire_w_init(&w, m->pkt, m->pktcap);
     ms__header(m, &w, UKKO_WIRE_GOSSIP, 0);
     ukko_wire_put_ack(&w, UKKO_MSG_ACK, msg->seq);
+    if (m->in_cluster && msg->suspect) {
+        /* The prober suspects us: refute, and hand it the proof first
+         * hand rather than trusting gossip that may have run dry (after a
+         * partition, say). */
+        ms__refute_suspicion(m, msg->inc);
+        cluster__member_t *self = ms__self(m);
+        if (self)
+            ms__encode_member(m, &w, self, 0);
+    }
     if (m->in_cluster)
         ms__piggyback(m, &w);
     ms__send(m, &h->from, &w);
@@ -176,7 +191,7 @@ void ms__on_indirect(cluster__mship_t *m, const ukko_wire_hdr_t *h, const ukko_w
     ukko_wire_w_t w;
     ukko_wire_w_init(&w, m->pkt, m->pktcap);
     ms__header(m, &w, UKKO_WIRE_GOSSIP, 0);
-    ukko_wire_put_ping(&w, slot->seq, msg->uid);
+    ukko_wire_put_ping(&w, slot->seq, msg->uid, false, 0);
     ms__send(m, &msg->addr, &w);
 }
 
@@ -274,7 +289,7 @@ void ms__leader_tick(cluster__mship_t *m, int64_t now)
         ukko_wire_w_t w;
         ukko_wire_w_init(&w, m->pkt, m->pktcap);
         ms__header(m, &w, UKKO_WIRE_GOSSIP, 0);
-        ukko_wire_put_ping(&w, ms__next_seq(m), ms__ident(m, mem)->uid);
+        ukko_wire_put_ping(&w, ms__next_seq(m), ms__ident(m, mem)->uid, false, 0);
         ms__send(m, ms__addr(m, mem), &w);
         asked++;
     }

@@ -313,3 +313,15 @@ void cluster__mship_unreachable(cluster__mship_t *m, const cluster__addr_t *peer
      * stream transport is asked, and only its refusal counts. */
     ms__sync_start(m, a, false);
 }
+
+void cluster__mship_prefill(cluster__mship_t *m, const uint8_t *body, size_t n)
+{
+    ukko_wire_hdr_t h;
+    if (ukko_wire_decode_header(body, n, &h) < 0)
+        return;
+    m->in_cluster = true;
+    merge_state(m, body, n, &h.from);
+    /* A prefilled view is old news: nothing to spread. */
+    for (size_t i = 0; i < m->nmem; i++)
+        ms__unqueue(m, &m->mem[i]);
+}
