@@ -498,6 +498,29 @@ void sim_crash(sim_world_t *w, size_t i, bool kernel)
     w->nodes[i]->kernel = kernel;
 }
 
+void sim_restart(sim_world_t *w, size_t i)
+{
+    sim_node_t *s = w->nodes[i];
+    cluster__addr_t seeds[3];
+    size_t ns = 0;
+    for (size_t k = 0; k < 3 && k < w->n; k++)
+        if (k != i)
+            seeds[ns++] = w->nodes[k]->addr;
+    cluster__env_t env = {s, env_now, env_wall, env_random, env_send, env_sync, env_changed};
+    cluster__mship_free(s->m);
+    s->rng = s->rng * 0x2545f4914f6cdd1dULL + 99;
+    s->m = cluster__mship_new(&w->p, &env, w->ids, &s->addr, NULL, seeds, ns);
+    if (!s->m)
+        abort();
+    s->ident = cluster__mship_self(s->m);
+    grow_index(&w->by_ident, &w->by_ident_cap, s->ident);
+    w->by_ident[s->ident] = i + 1;
+    s->crashed = false;
+    s->gen++;
+    s->tick_at = 0;
+    sim_start_node(w, i);
+}
+
 void sim_pause(sim_world_t *w, size_t i, int64_t until)
 {
     w->nodes[i]->paused_until = until;

@@ -37,6 +37,8 @@ size_t sim_count(const sim_world_t *w);
 /* The process dies; with kernel, its host still answers (ICMP port
  * unreachable, TCP refused); without, it is silent (host gone). */
 void sim_crash(sim_world_t *w, size_t i, bool kernel);
+/* A new process (new uid) at crashed node i's address, started. */
+void sim_restart(sim_world_t *w, size_t i);
 /* The process stops running until `until` (its kernel buffers packets). */
 void sim_pause(sim_world_t *w, size_t i, int64_t until);
 /* Partitions: packets from group a to group b are dropped while blocked. */
