@@ -78,7 +78,7 @@ static const ukko_cfg_key_t cluster_keys[] = {
      NULL, NULL, "Wait for a direct ack before asking helpers (indirect probes)."},
     {"cluster.indirect-checks", UKKO_CFG_INT, CC(indirect_checks), "3", 0, 16, NULL, NULL,
      "Helpers asked to probe a member that did not answer."},
-    {"cluster.gossip-interval", UKKO_CFG_DURATION, CC(gossip_interval_ms), "\"200ms\"", 10,
+    {"cluster.gossip-interval", UKKO_CFG_DURATION, CC(gossip_interval_ms), "\"100ms\"", 10,
      10000, NULL, NULL, "Gossip round: queued news goes to gossip-nodes random members."},
     {"cluster.gossip-nodes", UKKO_CFG_INT, CC(gossip_nodes), "3", 1, 16, NULL, NULL,
      "Members each gossip round goes to."},

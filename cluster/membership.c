@@ -497,7 +497,7 @@ void cluster__params_default(cluster__params_t *p)
     p->probe_interval_ms = 1000;
     p->probe_timeout_ms = 500;
     p->indirect_checks = 3;
-    p->gossip_interval_ms = 200;
+    p->gossip_interval_ms = 100;
     p->gossip_nodes = 3;
     p->retransmit_mult = 4;
     p->suspicion_timeout_ms = 4000;

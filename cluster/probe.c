@@ -243,13 +243,21 @@ static bool converged(cluster__mship_t *m)
  * convergence (someone unreachable) become WeaklyUp, as in Pekko. */
 void ms__leader_tick(cluster__mship_t *m, int64_t now)
 {
-    m->next_poll = now + m->p.gossip_interval_ms;
+    /* Asking is cheap (only members whose digest differs answer), and a
+     * joiner waits on it: poll faster than the gossip rounds. */
+    int64_t poll = m->p.gossip_interval_ms / 2 > 50 ? 50 : m->p.gossip_interval_ms / 2;
+    m->next_poll = now + (poll > 10 ? poll : 10);
     if (cluster__mship_leader(m) != m->self_ident) {
         m->unconverged_since = 0;
         return;
     }
     if (converged(m)) {
         m->unconverged_since = 0;
+        ukko_wire_w_t w;
+        ukko_wire_w_init(&w, m->pkt, m->pktcap);
+        ms__header(m, &w, UKKO_WIRE_GOSSIP, 0);
+        uint32_t promoted[256];
+        size_t npromoted = 0;
         for (size_t i = 0; i < m->nmem; i++) {
             cluster__member_t *mem = &m->mem[i];
             int to = mem->status == UKKO_MEMBER_LEAVING ? UKKO_MEMBER_EXITING
@@ -259,14 +267,28 @@ void ms__leader_tick(cluster__mship_t *m, int64_t now)
             if (to < 0 || mem->live != CLUSTER__ALIVE)
                 continue;
             ms__set_status(m, mem, to);
-            /* The promoted member hears it first hand, not by chance. */
-            if (mem->ident != m->self_ident) {
-                ukko_wire_w_t w;
-                ukko_wire_w_init(&w, m->pkt, m->pktcap);
-                ms__header(m, &w, UKKO_WIRE_GOSSIP, 0);
-                ms__encode_member(m, &w, mem, 0);
-                ms__send(m, ms__addr(m, mem), &w);
+            ukko_wire_w_t save = w;
+            ms__encode_member(m, &w, mem, 0);
+            if (w.overflow) {
+                w = save; /* the rest goes by gossip alone */
+                continue;
             }
+            if (npromoted < 256)
+                promoted[npromoted++] = ms__ident(m, mem)->addr;
+        }
+        if (!npromoted)
+            return;
+        /* Every member of a small cluster hears of the promotions first
+         * hand; in a large one the promoted members do, and gossip tells
+         * the rest. */
+        if (m->nmem <= 64) {
+            for (size_t i = 0; i < m->nmem; i++)
+                if (ms__usable(m, &m->mem[i]) && m->mem[i].live == CLUSTER__ALIVE)
+                    ms__send(m, ms__addr(m, &m->mem[i]), &w);
+        } else {
+            for (size_t i = 0; i < npromoted; i++)
+                if (promoted[i] != m->self_addr)
+                    ms__send(m, cluster__ids_addr_at(m->ids, promoted[i]), &w);
         }
         return;
     }
