@@ -789,6 +789,21 @@ void cluster__mship_recv(cluster__mship_t *m, const uint8_t *body, size_t n)
             return;
         }
         sender->digest = h.digest;
+        /* Views that stay different for 2 s (longer than gossip needs to
+         * spread one change) catch up by a full-state sync with the sender,
+         * at most once a second (1 ms per member beyond 1,000): a cold start
+         * of many nodes converges by anti-entropy instead of waiting on
+         * piggybacked gossip alone, while single changes cost no sync. */
+        if (h.digest == m->digest)
+            m->diverged_since = 0;
+        else if (!m->diverged_since)
+            m->diverged_since = now;
+        if (h.digest != m->digest && m->in_cluster && now - m->diverged_since >= 2000 &&
+            now >= m->next_catchup && sender->status < UKKO_MEMBER_DOWN &&
+            (h.flags & UKKO_WIRE_H_MEMBER)) {
+            m->next_catchup = now + (m->nmem > 1000 ? (int64_t)m->nmem : 1000);
+            ms__sync_start(m, from_addr, false);
+        }
     }
     char roles[UKKO_WIRE_ROLES_BUF];
     size_t off = sizeof(ukko_wire_header_t);

@@ -78,6 +78,8 @@ struct cluster__mship {
 
     /* sync and join */
     int64_t next_sync, next_join;
+    int64_t next_catchup;   /* earliest sync prompted by a differing digest */
+    int64_t diverged_since; /* first differing digest seen since views last agreed */
     uint32_t inflight[MS_MAX_INFLIGHT]; /* address ids with a sync under way */
     bool inflight_join[MS_MAX_INFLIGHT];
     size_t ninflight;

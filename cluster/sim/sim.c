@@ -418,6 +418,8 @@ static void scenario_cold(const cfg_t *c)
             break;
         }
     }
+    /* at rest: once the news of the start has drained */
+    sim_run_until(r.w, sim_now(r.w) + 20000);
     int64_t b0t = sim_now(r.w);
     uint64_t b0 = total_bytes(r.w);
     sim_run_until(r.w, b0t + 10000);
