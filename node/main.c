@@ -372,8 +372,11 @@ static void on_discover_signal(struct ev_loop *loop, ev_signal *w, int revents)
 
 static int cmd_discover(const args_t *a)
 {
-    /* Only errors are logged unless asked: the outcome is printed instead. */
-    ukko_log_setup(UKKO_LOG_ERROR, UKKO_LOG_TEXT);
+    /* --once prints its outcome itself: only errors are logged unless asked.
+     * The refresh reports only changes, so its failed lookups (warnings)
+     * are what shows a failure there. */
+    ukko_log_level_t quiet = a->once ? UKKO_LOG_ERROR : UKKO_LOG_WARN;
+    ukko_log_setup(quiet, UKKO_LOG_TEXT);
     settings_t s;
     memset(&s, 0, sizeof(s));
     ukko_config_t *cfg = ukko_config_new();
@@ -393,7 +396,7 @@ static int cmd_discover(const args_t *a)
             ukko_config_free(cfg);
             return 2;
         }
-        ukko_log_setup(a->log_level ? (ukko_log_level_t)s.node.log_level : UKKO_LOG_ERROR,
+        ukko_log_setup(a->log_level ? (ukko_log_level_t)s.node.log_level : quiet,
                        (ukko_log_format_t)s.node.log_format);
     }
     signal(SIGPIPE, SIG_IGN);
