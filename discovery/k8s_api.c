@@ -358,6 +358,14 @@ static void on_done(CURL *easy, CURLcode result, void *ud)
              "server broke",
              url, k->body.len, detail);
         return;
+    case CURLE_GOT_NOTHING:
+    case CURLE_RECV_ERROR:
+    case CURLE_SEND_ERROR:
+        fail(k, UKKO_DISCOVERY_FAIL_CONNECT, UKKO_EPROTO, (int)code,
+             "GET %s: the connection to the API server closed without a whole answer (%s): "
+             "is something between this pod and the API server cutting connections?",
+             url, detail);
+        return;
     case CURLE_COULDNT_RESOLVE_HOST:
     case CURLE_COULDNT_CONNECT:
         fail(k, UKKO_DISCOVERY_FAIL_CONNECT, UKKO_EAGAIN, 0,

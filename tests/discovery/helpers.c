@@ -1,7 +1,8 @@
 /* helpers.c: fixtures, temp dirs, child processes and the Kubernetes API
  * emulator for the discovery tests. Test process only. Every child is
  * started with a deadline and reaped; the emulator also exits when our end
- * of its stdin closes (--exit-with-stdin), so a crashed test leaves nothing. */
+ * of its stdin closes (--exit-with-stdin) and then removes its state dir
+ * (--remove-on-exit), so even a killed test leaves nothing. */
 #include "helpers.h"
 
 #include <errno.h>
@@ -223,6 +224,8 @@ int th_emulator_start(th_emulator_t *em, const char *pods_file, const char *cons
     argv[n++] = "0";
     argv[n++] = "--quiet";
     argv[n++] = "--exit-with-stdin";
+    argv[n++] = "--remove-on-exit"; /* even when this test is killed */
+    argv[n++] = em->dir;
     if (pods_file) {
         argv[n++] = "--pods";
         argv[n++] = pods_file;
@@ -237,7 +240,7 @@ int th_emulator_start(th_emulator_t *em, const char *pods_file, const char *cons
     if (pipe2(pout, O_CLOEXEC) < 0)
         return -1;
     char logpath[512];
-    snprintf(logpath, sizeof(logpath), "%s.log", em->dir);
+    snprintf(logpath, sizeof(logpath), "%s/emulator.log", em->dir);
     pid_t pid = fork();
     if (pid < 0)
         return -1;
@@ -307,9 +310,6 @@ void th_emulator_stop(th_emulator_t *em)
         em->pid = -1;
     }
     if (em->dir) {
-        char logpath[512];
-        snprintf(logpath, sizeof(logpath), "%s.log", em->dir);
-        remove(logpath);
         th_rmrf(em->dir);
         free(em->dir);
         em->dir = NULL;

@@ -211,8 +211,13 @@ Test(k8s_api, http_errors_name_their_cause, .timeout = 120)
     cr_expect_eq(o.failure, UKKO_DISCOVERY_FAIL_SERVER, "500 expected: %s", o.error);
     cr_expect_eq(o.http_status, 500);
 
+    ctl("fault", "{\"path\": \"pods\", \"drop\": true, \"count\": 1}");
     o = lookup_with(NULL);
-    cr_expect_eq(o.status, 0, "after the fault the next lookup succeeds: %s", o.error);
+    cr_expect_eq(o.failure, UKKO_DISCOVERY_FAIL_CONNECT, "a dropped connection: %s", o.error);
+    cr_expect(strstr(o.error, "closed without a whole answer"), "%s", o.error);
+
+    o = lookup_with(NULL);
+    cr_expect_eq(o.status, 0, "after the faults the next lookup succeeds: %s", o.error);
     cr_expect_eq(o.n, 3);
 }
 
