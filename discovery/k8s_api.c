@@ -259,10 +259,11 @@ static void on_http_error(discovery__k8s_t *k, long code)
              k->dc->k8s.pod_namespace ? "discovery.kubernetes-api.pod-namespace"
                                       : k->dc->k8s.pod_namespace_path,
              srv);
-    } else if (code >= 500) {
+    } else if (code >= 500 || code == 429) {
         fail(k, UKKO_DISCOVERY_FAIL_SERVER, UKKO_EPROTO, http,
-             "GET %s returned %ld: the API server failed to answer; retried with backoff%s", url,
-             code, srv);
+             "GET %s returned %ld: the API server %s (a refreshing discovery retries with "
+             "backoff)%s",
+             url, code, code == 429 ? "asks for fewer requests" : "failed to answer", srv);
     } else {
         fail(k, UKKO_DISCOVERY_FAIL_HTTP, UKKO_EPROTO, http,
              "GET %s returned HTTP %ld, not 200 with a PodList: is the label selector \"%s\" "
