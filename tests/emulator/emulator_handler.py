@@ -75,6 +75,7 @@ class App:
         self.namespace = args.namespace
         self.host = args.host
         self.port = 0
+        self.kubelet = None  # emulator_kubelet.Kubelet with --controller
 
 
 class _ClientGone(Exception):
@@ -320,6 +321,12 @@ class Handler(BaseHTTPRequestHandler):
         verb = self.verb(method, name)
         if not allowed:
             raise self.forbidden(verb, res, sub, name if res is NAMESPACES else ns, name)
+        if res is PODS and sub == "log":
+            if verb != "get":
+                raise ApiError(405, "the server does not allow this method on the requested resource",
+                               "MethodNotAllowed")
+            self.pod_log(ns, name)
+            return
         if verb == "list":
             self.list(res, ns)
         elif verb == "watch":
@@ -526,6 +533,44 @@ class Handler(BaseHTTPRequestHandler):
             return
         data, ctype = self._render_one(res, entry)
         self.send_bytes(200, data, ctype)
+
+    def pod_log(self, ns, name):
+        """GET pods/{name}/log: the output of the process the kubelet runs for it."""
+        pod = self.app.store.get(PODS, ns, name).obj
+        containers = [c.get("name") for c in (pod.get("spec") or {}).get("containers") or []]
+        container = _one(self.query, "container")
+        if container and container not in containers:
+            raise ApiError(400, "container %s is not valid for pod %s" % (container, name))
+        kubelet = self.app.kubelet
+        worker = kubelet.worker(ns, name, pod["metadata"].get("uid")) if kubelet else None
+        if worker is None:
+            raise ApiError(400, 'container "%s" in pod "%s" is not running: the emulator runs '
+                           "processes only for the pods of StatefulSets, with --controller"
+                           % (container or (containers or [""])[0], name))
+        previous = _true(self.query, "previous")
+        start = worker.log_start
+        full, running = worker.read_log(previous)
+        data = full
+        tail = _one(self.query, "tailLines")
+        if tail.isdigit():
+            lines = data.splitlines(keepends=True)
+            data = b"".join(lines[-int(tail):] if int(tail) else [])
+        if not (_true(self.query, "follow") and running and not previous):
+            self.send_bytes(200, data, "text/plain")
+            return
+        # kubectl logs -f: what there is, then what the process writes, until it ends.
+        self._start(200, "text/plain")
+        if data:
+            self._chunk(data)
+        sent = len(full)
+        while running and worker.log_start == start and not self.app.stop.wait(0.2):
+            full, running = worker.read_log()
+            if len(full) > sent:
+                self._chunk(full[sent:])
+                sent = len(full)
+            elif self._client_gone():
+                raise _ClientGone()
+        self.wfile.write(b"0\r\n\r\n")
 
     def _body_object(self, body, res=None):
         ctype = (self.headers.get("Content-Type") or "application/json").split(";")[0].strip().lower()

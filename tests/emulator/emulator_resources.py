@@ -557,12 +557,18 @@ def statefulset_template(name, namespace, replicas, port=8558):
         "spec": {
             "replicas": replicas,
             "serviceName": name,
+            # As k8s/base: pods start together (formation waits for the expected
+            # contact points, not for the one before to be ready).
+            "podManagementPolicy": "Parallel",
             "selector": {"matchLabels": dict(labels)},
             "template": {
                 "metadata": {"labels": dict(labels)},
                 "spec": {"containers": [{
                     "name": "ukko", "image": "ukko:dev",
-                    "ports": [{"name": "management", "containerPort": port}]}]},
+                    "ports": [{"name": "management", "containerPort": port}],
+                    "readinessProbe": {"httpGet": {"path": "/ready", "port": "management"},
+                                       "periodSeconds": 2}}],
+                    "terminationGracePeriodSeconds": 30},
             },
         },
     }
@@ -624,7 +630,8 @@ _GENERIC_COLUMNS = [_NAME_COL, _col("Created At", "CreationTimestamp is a timest
                                     "the server time when this object was created.", fmt="date")]
 
 PODS = ResourceType("", "pods", "pod", "Pod", True, short_names=["po"], categories=["all"],
-                    subresources={"status": ("Pod", "", "v1", ["get", "patch", "update"])},
+                    subresources={"log": ("Pod", "", "v1", ["get"]),
+                                  "status": ("Pod", "", "v1", ["get", "patch", "update"])},
                     fields=_POD_FIELDS, columns=_POD_COLUMNS, row=_pod_row,
                     on_create=_pod_create, on_update=_pod_update, storage_hash="xPOwRZ+Yhw8=")
 NAMESPACES = ResourceType("", "namespaces", "namespace", "Namespace", False, short_names=["ns"],

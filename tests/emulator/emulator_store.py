@@ -76,6 +76,10 @@ class Store:
         self._net = ipaddress.ip_network(pod_cidr)
         self._next_ip = 2
         self._timers = {}  # uid -> Timer of a pod that is terminating
+        # The controller's kubelet (emulator_kubelet.Kubelet) when --controller
+        # runs: a pod it runs is not removed by a graceful delete, only marked;
+        # the kubelet stops the process and then calls finish_pod_deletion.
+        self.kubelet = None
 
     # -- loading (before serving; no events) --------------------------------
 
@@ -242,7 +246,8 @@ class Store:
 
         A pod deleted with a grace period while --termination-delay-ms is set
         stays, with a deletionTimestamp, for that delay (as a kubelet would keep
-        it while its containers stop); otherwise it is gone at once.
+        it while its containers stop); a pod the controller's kubelet runs stays
+        until its process has stopped; otherwise it is gone at once.
         """
         with self.cond:
             ns = ns if res.namespaced else ""
@@ -271,6 +276,14 @@ class Store:
             uid = meta.get("uid")
             if grace and uid in self._timers:
                 return old  # already terminating; its timer will remove it
+            kubelet = self.kubelet
+            if res is PODS and grace and kubelet is not None and kubelet.runs(uid):
+                if "deletionTimestamp" in old["metadata"]:
+                    return old  # already terminating: the kubelet is stopping it
+                self._bump(obj)
+                self.data[res][(ns, name)] = Entry(obj)
+                self._emit(res, ns, "MODIFIED", obj, old)
+                return obj
             if (res is PODS and grace and self.termination_delay > 0
                     and "deletionTimestamp" not in old["metadata"]):
                 self._bump(obj)
@@ -298,6 +311,10 @@ class Store:
         del self.data[res][(ns, name)]
         self._bump(obj)
         self._emit(res, ns, "DELETED", obj, obj)
+
+    def finish_pod_deletion(self, ns, name, uid):
+        """The kubelet's last step: the pod's process has stopped, the object goes."""
+        self._finish_delete(PODS, ns, name, uid)
 
     def _finish_delete(self, res, ns, name, uid):
         with self.cond:

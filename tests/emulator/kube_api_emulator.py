@@ -3,12 +3,16 @@
 
 Serves over HTTPS, with its own CA and bearer tokens, the part of the API that
 ukko's discovery and kubectl use: pods (selectors, watch, get/create/patch/
-delete), namespaces, apps/v1 StatefulSets (with scale), events (empty), the
-discovery documents, plus a control API under /emulator/v1 for faults, token
-rotation and request counts. One thread per connection (ThreadingHTTPServer);
-state lives in emulator_store.Store under one lock. See README.md.
+delete, logs), namespaces, apps/v1 StatefulSets (with scale), events (empty),
+the discovery documents, plus a control API under /emulator/v1 for faults,
+token rotation and request counts. One thread per connection
+(ThreadingHTTPServer); state lives in emulator_store.Store under one lock.
+With --controller, a StatefulSet controller and a kubelet (emulator_controller,
+emulator_kubelet) run each StatefulSet's pods as real ukko processes on
+loopback addresses. See README.md.
 
     kube_api_emulator.py --state-dir DIR [--port 0] [--pods FILE] ...
+    kube_api_emulator.py --state-dir DIR --controller --ukko build/ukko --statefulset ukko=3
     kube_api_emulator.py ctl --state-dir DIR fault '{"path": "pods", "status": 500}'
 """
 
@@ -28,7 +32,10 @@ from http.server import ThreadingHTTPServer
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from emulator_control import Tokens  # noqa: E402
+from emulator_controller import StatefulSetController  # noqa: E402
 from emulator_handler import App, Handler, log, set_quiet  # noqa: E402
+from emulator_kubelet import Kubelet, parse_addresses  # noqa: E402
+from emulator_resources import ApiError  # noqa: E402
 from emulator_resources import PODS, STATEFULSETS, pod_template, statefulset_template  # noqa: E402
 from emulator_state import ensure_certs, make_token, server_url, write_atomic, write_kubeconfig  # noqa: E402
 from emulator_store import Store  # noqa: E402
@@ -75,6 +82,23 @@ def _load_pods(store, path, namespace):
     return len(items)
 
 
+def _load_statefulsets(store, path, namespace):
+    """A StatefulSet (or a List of them) in JSON, created as kubectl apply would."""
+    with open(path, "rb") as f:
+        doc = json.load(f)
+    items = doc.get("items") if isinstance(doc, dict) and doc.get("kind") == "List" else [doc]
+    for item in items:
+        if not isinstance(item, dict) or item.get("kind") != "StatefulSet":
+            raise SystemExit("%s: expected a StatefulSet (or a List of them)" % path)
+        ns = (item.get("metadata") or {}).get("namespace") or namespace
+        store.ensure_namespace(ns, emit=False)
+        try:
+            store.create(STATEFULSETS, ns, item)
+        except ApiError as e:
+            raise SystemExit("%s: %s" % (path, e.message)) from None
+    return len(items)
+
+
 def _int_ip(n):
     return "%d.%d.%d.%d" % ((n >> 24) & 255, (n >> 16) & 255, (n >> 8) & 255, n & 255)
 
@@ -92,6 +116,22 @@ def parse_args(argv):
                    help="N Running pods labelled app=ukko with IPs 10.x.y.z and port management 8558")
     p.add_argument("--statefulset", action="append", default=[], metavar="NAME=REPLICAS",
                    help="an apps/v1 StatefulSet to create in the namespace (repeatable)")
+    p.add_argument("--statefulset-file", action="append", default=[], metavar="FILE",
+                   help="a StatefulSet (or a List of them) in JSON to create at start (repeatable)")
+    c = p.add_argument_group("controller", "run StatefulSets' pods as real ukko processes")
+    c.add_argument("--controller", action="store_true",
+                   help="run a StatefulSet controller and a kubelet: each pod of a StatefulSet is a "
+                        "`ukko` process on its own address")
+    c.add_argument("--ukko", metavar="BIN", default=os.environ.get("UKKO_BIN"),
+                   help="the ukko program the pods run (default: $UKKO_BIN)")
+    c.add_argument("--pod-addresses", metavar="RANGE", default="127.0.0.2-127.0.0.20",
+                   help="addresses for the pods: A-B, A-lastbyte, a CIDR, or a comma list "
+                        "(default 127.0.0.2-127.0.0.20); a pod keeps its address by name")
+    c.add_argument("--probe-period-ms", type=int, default=500,
+                   help="readiness probe period, in place of the manifest's periodSeconds (default 500)")
+    c.add_argument("--restart-backoff-ms", type=int, default=500,
+                   help="wait before restarting a process that exited; doubles per crash up to 10 s "
+                        "(default 500)")
     p.add_argument("--termination-delay-ms", type=int, default=0,
                    help="keep a gracefully deleted pod, terminating, this long (0: delete at once)")
     p.add_argument("--pod-cidr", default="10.244.0.0/16", help="pod IPs for pods created through the API")
@@ -118,6 +158,19 @@ def parse_args(argv):
         name, _, replicas = spec.partition("=")
         if not name or not replicas.isdigit():
             p.error("--statefulset takes NAME=REPLICAS, got %r" % spec)
+    if args.controller:
+        if not args.ukko:
+            p.error("--controller needs --ukko BIN (or UKKO_BIN in the environment): the program "
+                    "each pod runs")
+        args.ukko = os.path.abspath(args.ukko)
+        if not os.access(args.ukko, os.X_OK):
+            p.error("--ukko %s: not an executable file (build it first: cmake --build build)" % args.ukko)
+        try:
+            args.pod_addresses = parse_addresses(args.pod_addresses)
+        except ValueError as e:
+            p.error("--pod-addresses: %s" % e)
+        if args.probe_period_ms < 10 or args.restart_backoff_ms < 0:
+            p.error("--probe-period-ms must be at least 10, --restart-backoff-ms not negative")
     return args
 
 
@@ -159,6 +212,9 @@ def main(argv):
     for spec in args.statefulset:
         name, _, replicas = spec.partition("=")
         store.create(STATEFULSETS, args.namespace, statefulset_template(name, args.namespace, int(replicas)))
+    for path in args.statefulset_file:
+        n = _load_statefulsets(store, path, args.namespace)
+        log("created %d StatefulSet(s) from %s" % (n, path))
     with store.cond:
         store.compacted_rv = store.rv
 
@@ -197,15 +253,30 @@ def main(argv):
     server_thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.25},
                                      name="accept", daemon=True)
     server_thread.start()
-    log("serving %s (state in %s)" % (server_url(args.host, app.port), args.state_dir))
-    sys.stdout.write(json.dumps({"port": app.port, "host": args.host, "state_dir": args.state_dir,
-                                 "ca": os.path.join(args.state_dir, "ca.crt"),
-                                 "token_path": os.path.join(args.state_dir, "token")},
-                                separators=(",", ":")) + "\n")
-    sys.stdout.flush()
-    while not app.stop.wait(0.25):
-        pass
-    log("stopping")
+    controller = None
+    try:
+        if args.controller:
+            # Started from the main thread, which lives until the end: the
+            # kubelet's worker threads start the processes (see emulator_kubelet).
+            app.kubelet = Kubelet(store, args.ukko, args.pod_addresses, args.state_dir, args.host,
+                                  app.port, args.namespace, args.probe_period_ms / 1000.0,
+                                  args.restart_backoff_ms / 1000.0)
+            controller = StatefulSetController(store, app.kubelet)
+            controller.start()
+            log("controller: pods run %s on %s..%s" % (args.ukko, args.pod_addresses[0],
+                                                     args.pod_addresses[-1]))
+        log("serving %s (state in %s)" % (server_url(args.host, app.port), args.state_dir))
+        sys.stdout.write(json.dumps({"port": app.port, "host": args.host, "state_dir": args.state_dir,
+                                     "ca": os.path.join(args.state_dir, "ca.crt"),
+                                     "token_path": os.path.join(args.state_dir, "token")},
+                                    separators=(",", ":")) + "\n")
+        sys.stdout.flush()
+        while not app.stop.wait(0.25):
+            pass
+        log("stopping")
+    finally:
+        if controller is not None:
+            controller.stop()  # every pod: SIGTERM, then SIGKILL
     httpd.shutdown()
     store.close()
     httpd.server_close()
