@@ -28,6 +28,8 @@ sys.path.insert(0, HERE)
 
 from emulator_client import EMULATOR, EmulatorProcess  # noqa: E402
 from test_emulator_units import PatchUnitTest, ProtobufUnitTest, SelectorUnitTest  # noqa: E402,F401
+# The controller's tests run real ukko processes (UKKO_BIN; skipped without it).
+from test_controller import PodEnvironmentTest, StatefulSetTest, TeardownTest  # noqa: E402,F401
 
 REPO = os.path.dirname(os.path.dirname(HERE))
 SHARED_FIXTURES = os.path.normpath(os.path.join(REPO, "..", "shared", "k8s-fixtures"))
