@@ -38,9 +38,9 @@ DEADLINE = 30.0
 
 def need_ukko():
     if not UKKO_BIN:
-        raise unittest.SkipTest("UKKO_BIN is not set: the controller tests need a built ukko "
+        raise unittest.SkipTest("UKKO_BIN is not set: these tests run a built ukko as pods "
                                 "(ctest sets it; by hand: UKKO_BIN=build/ukko python3 %s)"
-                                % os.path.relpath(__file__))
+                                % os.path.relpath(sys.argv[0]))
     if not os.access(UKKO_BIN, os.X_OK):
         raise unittest.SkipTest("UKKO_BIN=%s is not an executable file: build ukko first" % UKKO_BIN)
 
