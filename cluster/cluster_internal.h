@@ -94,7 +94,8 @@ enum {
     UKKO_WIRE_SYNC_REQ = 2,   /* TCP: "here is my digest" (and my state when joining) */
     UKKO_WIRE_SYNC_SAME = 3,  /* TCP: "same digest, nothing to send" */
     UKKO_WIRE_SYNC_STATE = 4, /* TCP: full state; the initiator answers with PUSH */
-    UKKO_WIRE_SYNC_PUSH = 5   /* TCP: the initiator's full state */
+    UKKO_WIRE_SYNC_PUSH = 5,  /* TCP: the initiator's full state */
+    UKKO_WIRE_WATCH = 6       /* TCP: an idle connection kept to notice the peer's death */
 };
 
 /* Flags of the header. */
@@ -364,6 +365,10 @@ void cluster__mship_sync_failed(cluster__mship_t *m, const cluster__addr_t *peer
 /* The network said a packet to peer could not be delivered (ICMP port
  * unreachable): the core checks it over the stream transport. */
 void cluster__mship_unreachable(cluster__mship_t *m, const cluster__addr_t *peer);
+/* The members this node watches over an idle TCP connection (whose close
+ * tells at once that their process died): the k that follow it in address
+ * order. Writes up to k address ids; returns how many. */
+size_t cluster__mship_watch_targets(const cluster__mship_t *m, uint32_t *addr_ids, size_t k);
 /* Announces a leave (self Exiting) and queues it for gossip. */
 void cluster__mship_leave(cluster__mship_t *m);
 /* Records n bytes received that failed before the core (auth, decode). */

@@ -267,7 +267,7 @@ int ukko_wire_decode_header(const uint8_t *b, size_t n, ukko_wire_hdr_t *h)
     get_bytes(&r, h->from.ip, 16);
     get_bytes(&r, h->uid, CLUSTER__UID_LEN);
     h->digest = get_u64(&r);
-    if (h->kind < UKKO_WIRE_GOSSIP || h->kind > UKKO_WIRE_SYNC_PUSH || h->from.port == 0)
+    if (h->kind < UKKO_WIRE_GOSSIP || h->kind > UKKO_WIRE_WATCH || h->from.port == 0)
         return UKKO_EPROTO;
     return 0;
 }

@@ -84,7 +84,7 @@ static const ukko_cfg_key_t cluster_keys[] = {
      "Members each gossip round goes to."},
     {"cluster.retransmit-mult", UKKO_CFG_INT, CC(retransmit_mult), "4", 1, 16, NULL, NULL,
      "Each piece of news is sent retransmit-mult * ceil(log10(n + 1)) times."},
-    {"cluster.suspicion-timeout", UKKO_CFG_DURATION, CC(suspicion_timeout_ms), "\"4s\"", 100,
+    {"cluster.suspicion-timeout", UKKO_CFG_DURATION, CC(suspicion_timeout_ms), "\"3s\"", 100,
      600000, NULL, NULL,
      "Shortest time a suspected member has to refute before it is Down (reached with "
      "independent confirmations; scaled up gently past 1,000 members)."},

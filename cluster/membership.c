@@ -431,6 +431,13 @@ void ms__apply_suspect(cluster__mship_t *m, const ukko_wire_msg_t *msg)
     mem->inc = msg->inc;
     mem->live = CLUSTER__SUSPECT;
     m->st.suspicions++;
+    /* Heard from someone else: probe it next, so our own verdict (a
+     * confirmation, or an ack) comes one probe later, not one pass later. */
+    if (from != m->self_addr) {
+        m->probe_first = ms__ident(m, mem)->addr + 1;
+        if (!m->probe.active && m->next_probe > ms__now(m))
+            m->next_probe = ms__now(m);
+    }
     start_suspicion(m, mem, from);
     if (ukko_log_enabled(UKKO_LOG_DEBUG)) {
         char a[64], b[64], me[64];
@@ -469,6 +476,17 @@ void ms__declare_dead(cluster__mship_t *m, cluster__member_t *mem, const char *w
               UKKO_FIELDS(UKKO_FS("member", a), UKKO_FS("reason", why)),
               left ? "member %s left" : "member %s is Down (%s)", a, why);
     ms__set_status(m, mem, left ? UKKO_MEMBER_REMOVED : UKKO_MEMBER_DOWN);
+    /* In a small cluster everyone hears the verdict first hand; gossip
+     * carries it in a large one. */
+    if (m->nmem <= 64) {
+        ukko_wire_w_t w;
+        ukko_wire_w_init(&w, m->pkt, m->pktcap);
+        ms__header(m, &w, UKKO_WIRE_GOSSIP, 0);
+        ms__encode_member(m, &w, mem, 0);
+        for (size_t i = 0; i < m->nmem; i++)
+            if (ms__usable(m, &m->mem[i]) && m->mem[i].live == CLUSTER__ALIVE)
+                ms__send(m, ms__addr(m, &m->mem[i]), &w);
+    }
 }
 
 void ms__apply_dead(cluster__mship_t *m, const ukko_wire_msg_t *msg)
@@ -500,7 +518,7 @@ void cluster__params_default(cluster__params_t *p)
     p->gossip_interval_ms = 100;
     p->gossip_nodes = 3;
     p->retransmit_mult = 4;
-    p->suspicion_timeout_ms = 4000;
+    p->suspicion_timeout_ms = 3000;
     p->suspicion_max_mult = 6;
     p->awareness_max = 8;
     p->loop_lag_tolerance_ms = 500;
@@ -944,6 +962,38 @@ uint32_t cluster__mship_leader(const cluster__mship_t *m)
     if (!best)
         best = best_joining;
     return best ? best->ident : UINT32_MAX;
+}
+
+size_t cluster__mship_watch_targets(const cluster__mship_t *m, uint32_t *addr_ids, size_t k)
+{
+    /* The k usable members next after this node in address order, wrapping
+     * around: every member is then watched by its k predecessors. */
+    const cluster__addr_t *self = cluster__ids_addr_at(m->ids, m->self_addr);
+    size_t n = 0;
+    for (int pass = 0; pass < 2 && n < k; pass++) {
+        /* pass 0: addresses above ours; pass 1: from the lowest */
+        const cluster__addr_t *floor = pass == 0 ? self : NULL;
+        for (;;) {
+            const cluster__member_t *best = NULL;
+            for (size_t i = 0; i < m->nmem; i++) {
+                const cluster__member_t *mem = &m->mem[i];
+                if (!ms__usable(m, mem))
+                    continue;
+                const cluster__addr_t *a = ms__addr(m, mem);
+                if (floor && cluster__addr_cmp(a, floor) <= 0)
+                    continue;
+                if (pass == 1 && cluster__addr_cmp(a, self) >= 0)
+                    continue;
+                if (!best || cluster__addr_cmp(a, ms__addr(m, best)) < 0)
+                    best = mem;
+            }
+            if (!best || n == k)
+                break;
+            addr_ids[n++] = ms__ident(m, best)->addr;
+            floor = ms__addr(m, best);
+        }
+    }
+    return n;
 }
 
 static bool has_role(const char *roles, const char *role)

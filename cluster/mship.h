@@ -54,6 +54,7 @@ struct cluster__mship {
 
     /* probing */
     size_t probe_idx;
+    uint32_t probe_first; /* address id + 1 of a member to probe next (heard suspected) */
     uint32_t seq;
     struct {
         bool active, indirect_sent;

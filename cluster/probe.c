@@ -56,7 +56,10 @@ static cluster__member_t *next_target(cluster__mship_t *m)
 
 static void start_probe(cluster__mship_t *m, int64_t now)
 {
-    cluster__member_t *t = next_target(m);
+    cluster__member_t *t = m->probe_first ? ms__find_addr(m, m->probe_first - 1) : NULL;
+    m->probe_first = 0;
+    if (!t || !ms__usable(m, t) || t->live != CLUSTER__SUSPECT)
+        t = next_target(m);
     if (!t)
         return;
     m->probe.active = true;

@@ -10,6 +10,7 @@
 
 #define RT_MAX_CONNS 64
 #define RT_UDP_BUF 65536
+#define RT_WATCH 3 /* members each node watches over an idle TCP connection */
 
 typedef struct rt_conn rt_conn_t;
 
@@ -31,6 +32,15 @@ struct ukko_cluster {
     ev_io udp_io, tcp_io;
     ev_timer tick;
     ev_timer leave_flush;
+    ev_timer watch_timer;
+    struct {
+        cluster__addr_t addr;
+        int fd;
+        ev_io io;
+        bool open, pending; /* pending: the WATCH frame not yet written */
+        uint8_t frame[4 + sizeof(ukko_wire_header_t) + UKKO_WIRE_SEAL_OVERHEAD];
+        size_t frame_len;
+    } watch[RT_WATCH];
     rt_conn_t *conns;
     size_t nconns;
     uint8_t *rxbuf, *txbuf, *body; /* RT_UDP_BUF each */

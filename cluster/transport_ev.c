@@ -22,7 +22,7 @@ struct rt_conn {
     int fd;
     ev_io io;
     ev_timer timer;
-    bool outbound, got_reply;
+    bool outbound, got_reply, watched;
     int stage;
     cluster__addr_t peer;
     ukko_buf_t in, out;
@@ -254,6 +254,14 @@ static void handle_frame(rt_conn_t *k, const uint8_t *body, size_t n)
         ukko_buf_destroy(&push);
         return;
     }
+    if (k->stage == C_READING && n >= 1 && body[0] == UKKO_WIRE_WATCH) {
+        /* A member watching us: keep the connection, idle, for as long as
+         * it likes; our death closes it and tells it at once. */
+        ev_timer_stop(c->loop, &k->timer);
+        k->stage = C_DRAINING;
+        k->watched = true;
+        return;
+    }
     if (k->stage == C_READING) {
         ukko_buf_t reply;
         ukko_buf_init(&reply, (size_t)c->cc->max_sync_bytes);
@@ -268,6 +276,8 @@ static void handle_frame(rt_conn_t *k, const uint8_t *body, size_t n)
         return;
     }
     /* C_DRAINING: the initiator's push */
+    if (k->watched)
+        return; /* nothing is expected on a watch: ignore it */
     cluster__mship_sync_push(c->m, body, n);
     conn_close(k);
 }
@@ -436,6 +446,133 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
     }
 }
 
+/* ------------------------------------------------------------ watch */
+
+static void watch_close(ukko_cluster_t *c, int i)
+{
+    if (!c->watch[i].open)
+        return;
+    ev_io_stop(c->loop, &c->watch[i].io);
+    close(c->watch[i].fd);
+    c->watch[i].open = false;
+}
+
+/* The watched member's end closed (or refused): its process may be gone.
+ * The core checks with a connect; only a refusal condemns it. */
+static void on_watch(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop;
+    ukko_cluster_t *c = w->data;
+    int i = 0;
+    while (i < RT_WATCH && &c->watch[i].io != w)
+        i++;
+    if (i == RT_WATCH)
+        return;
+    bool gone = false;
+    if ((revents & EV_WRITE) && c->watch[i].pending) {
+        int err = 0;
+        socklen_t el = sizeof(err);
+        getsockopt(c->watch[i].fd, SOL_SOCKET, SO_ERROR, &err, &el);
+        if (err) {
+            gone = true;
+        } else {
+            /* Connected: the small frame fits the empty socket buffer. */
+            ssize_t n = send(c->watch[i].fd, c->watch[i].frame, c->watch[i].frame_len,
+                             MSG_DONTWAIT | MSG_NOSIGNAL);
+            gone = n != (ssize_t)c->watch[i].frame_len;
+            c->watch[i].pending = false;
+            ev_io_stop(c->loop, w);
+            ev_io_set(w, c->watch[i].fd, EV_READ);
+            ev_io_start(c->loop, w);
+        }
+    } else if (revents & EV_READ) {
+        char buf[512];
+        ssize_t n = recv(c->watch[i].fd, buf, sizeof(buf), MSG_DONTWAIT);
+        gone = n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
+    }
+    if (!gone)
+        return;
+    cluster__addr_t a = c->watch[i].addr;
+    watch_close(c, i);
+    cluster__mship_unreachable(c->m, &a);
+    cluster__transport_rearm(c);
+}
+
+static void watch_open(ukko_cluster_t *c, int i, const cluster__addr_t *a)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = (socklen_t)cluster__addr_to_sockaddr(a, &ss);
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return;
+    if (connect(fd, (struct sockaddr *)&ss, sl) < 0 && errno != EINPROGRESS) {
+        close(fd);
+        return; /* refused now: the probes and the core find out */
+    }
+    /* The WATCH frame goes into the socket buffer and leaves once connected. */
+    uint8_t hdr[sizeof(ukko_wire_header_t)], frame[4 + sizeof(hdr) + UKKO_WIRE_SEAL_OVERHEAD];
+    ukko_wire_w_t w;
+    ukko_wire_w_init(&w, hdr, sizeof(hdr));
+    ukko_wire_hdr_t h;
+    memset(&h, 0, sizeof(h));
+    h.kind = UKKO_WIRE_WATCH;
+    h.from = c->self;
+    memcpy(h.uid, cluster__ids_at(c->ids, cluster__mship_self(c->m))->uid, CLUSTER__UID_LEN);
+    ukko_wire_put_header(&w, &h);
+    c->watch[i].addr = *a;
+    c->watch[i].fd = fd;
+    c->watch[i].open = true;
+    size_t len = 0;
+    if (cluster__seal(&c->keyring, c->cc->name, hdr, w.len, frame + 4, sizeof(frame) - 4,
+                      &len) == 0) {
+        frame[0] = (uint8_t)(len >> 24);
+        frame[1] = (uint8_t)(len >> 16);
+        frame[2] = (uint8_t)(len >> 8);
+        frame[3] = (uint8_t)len;
+        c->watch[i].pending = true;
+        memcpy(c->watch[i].frame, frame, len + 4);
+        c->watch[i].frame_len = len + 4;
+    }
+    ev_io_init(&c->watch[i].io, on_watch, fd, EV_WRITE);
+    c->watch[i].io.data = c;
+    ev_io_start(c->loop, &c->watch[i].io);
+}
+
+/* Once a second: watch the members that follow us in address order. */
+static void on_watch_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    ukko_cluster_t *c = w->data;
+    uint32_t want[RT_WATCH];
+    size_t n = cluster__mship_in_cluster(c->m) &&
+                       cluster__mship_self_status(c->m) < UKKO_MEMBER_DOWN
+                   ? cluster__mship_watch_targets(c->m, want, RT_WATCH)
+                   : 0;
+    for (int i = 0; i < RT_WATCH; i++) {
+        if (!c->watch[i].open)
+            continue;
+        bool keep = false;
+        for (size_t k = 0; k < n; k++)
+            keep = keep || cluster__addr_eq(cluster__ids_addr_at(c->ids, want[k]), &c->watch[i].addr);
+        if (!keep)
+            watch_close(c, i);
+    }
+    for (size_t k = 0; k < n; k++) {
+        const cluster__addr_t *a = cluster__ids_addr_at(c->ids, want[k]);
+        bool have = false;
+        int slot = -1;
+        for (int i = 0; i < RT_WATCH; i++) {
+            if (c->watch[i].open && cluster__addr_eq(&c->watch[i].addr, a))
+                have = true;
+            else if (!c->watch[i].open && slot < 0)
+                slot = i;
+        }
+        if (!have && slot >= 0)
+            watch_open(c, slot, a);
+    }
+}
+
 /* ------------------------------------------------------------ start */
 
 static int bind_socket(ukko_cluster_t *c, int type, int *out)
@@ -491,12 +628,18 @@ int cluster__transport_start(ukko_cluster_t *c)
     ev_io_start(c->loop, &c->tcp_io);
     ev_init(&c->tick, on_tick);
     c->tick.data = c;
+    ev_timer_init(&c->watch_timer, on_watch_timer, 1.0, 1.0);
+    c->watch_timer.data = c;
+    ev_timer_start(c->loop, &c->watch_timer);
     return 0;
 }
 
 void cluster__transport_stop(ukko_cluster_t *c)
 {
     ev_timer_stop(c->loop, &c->tick);
+    ev_timer_stop(c->loop, &c->watch_timer);
+    for (int i = 0; i < RT_WATCH; i++)
+        watch_close(c, i);
     if (c->udp_fd >= 0) {
         ev_io_stop(c->loop, &c->udp_io);
         close(c->udp_fd);

@@ -496,6 +496,20 @@ void sim_crash(sim_world_t *w, size_t i, bool kernel)
 {
     w->nodes[i]->crashed = true;
     w->nodes[i]->kernel = kernel;
+    if (!kernel)
+        return;
+    /* The dead process's kernel closes its sockets: the members watching it
+     * (its predecessors in address order, which is index order here) see
+     * their watch connection end. */
+    size_t found = 0;
+    for (size_t k = 1; k < w->n && found < 3; k++) {
+        sim_node_t *s = w->nodes[(i + w->n - k) % w->n];
+        if (s->crashed || !s->started)
+            continue;
+        found++;
+        push(w, (ev_t){.t = w->now + delay(w), .type = EV_UNREACH, .node = (uint32_t)s->idx,
+                       .peer = (uint32_t)i});
+    }
 }
 
 void sim_restart(sim_world_t *w, size_t i)
