@@ -223,13 +223,18 @@ static void on_http_error(discovery__k8s_t *k, long code)
     const char *url = k->url;
     int http = (int)code;
     if (code == 401) {
+        char why[512] = "";
+        /* A second 401 comes after a retry with a changed token. */
+        const char *reread = k->retried ? "re-read and retried with the new token: still rejected"
+                                        : "re-read: unchanged";
         if (!k->retried) {
             /* The token may have been rotated under us: read it again and,
              * if it changed, try once more before calling it a failure. */
-            char why[512];
             bool changed = false;
             k->retried = true;
             int rc = load_token(k, true, &changed, why, sizeof(why));
+            if (rc < 0)
+                reread = why; /* say why the re-read failed, not "unchanged" */
             if (rc == 0 && changed) {
                 ukko_log(UKKO_LOG_INFO, DISCOVERY_LOG,
                          "GET %s returned 401 Unauthorized: the token file %s has changed since "
@@ -242,9 +247,9 @@ static void on_http_error(discovery__k8s_t *k, long code)
         }
         fail(k, UKKO_DISCOVERY_FAIL_UNAUTHORIZED, UKKO_EPROTO, http,
              "GET %s returned 401 Unauthorized: the API server rejected the service-account "
-             "token in %s (re-read, still rejected): check that the file holds a current token "
-             "of an existing ServiceAccount (discovery.kubernetes-api.api-token-path)%s",
-             url, k->dc->k8s.api_token_path, srv);
+             "token in %s (%s): check that the file holds a current token of an existing "
+             "ServiceAccount (discovery.kubernetes-api.api-token-path)%s",
+             url, k->dc->k8s.api_token_path, reread, srv);
     } else if (code == 403) {
         fail(k, UKKO_DISCOVERY_FAIL_FORBIDDEN, UKKO_EPROTO, http,
              "GET %s returned 403 Forbidden: the service account needs a Role with \"list\" on "

@@ -4,7 +4,8 @@
  * descends only into the fields the rules read and skips the rest, checking
  * the JSON grammar as it goes, with no tree and no allocation per value.
  * cJSON decodes the few strings that carry escapes and the root's small
- * members. No state; any thread. Invariant: what cJSON accepts as a PodList
+ * members. No state of its own, but cJSON keeps its parse-error pointer in a
+ * global: one thread at a time (the loop thread). Invariant: what cJSON accepts as a PodList
  * gives the same points here (fuzz_podlist checks it against a cJSON tree). */
 #include "discovery_internal.h"
 
@@ -46,11 +47,15 @@ static void skip_ws(scan_t *s)
  * bytes between the quotes, escaped whether any backslash is among them. */
 static int lex_string(scan_t *s, const char **raw, size_t *rawlen, bool *escaped)
 {
-    const char *p = s->p + 1, *e = s->end, *q;
+    const char *p = s->p + 1, *e = s->end, *q = NULL;
     bool esc = false;
     for (;;) {
-        /* memchr is vectorised: strings are most of a pod list's bytes. */
-        q = p < e ? memchr(p, '"', (size_t)(e - p)) : NULL;
+        /* memchr is vectorised: strings are most of a pod list's bytes. The
+         * quote found stays the candidate end until an escape consumes it
+         * (\"): searching again after every escape would make a string of
+         * escapes cost the square of its length, on the loop thread. */
+        if (!q || q < p)
+            q = p < e ? memchr(p, '"', (size_t)(e - p)) : NULL;
         if (!q) {
             s->p = e;
             return scan_error(s, "string");

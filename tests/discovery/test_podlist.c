@@ -221,6 +221,26 @@ Test(podlist, deep_nesting_is_an_error_not_a_crash, .timeout = 10)
     free(s);
 }
 
+/* A hostile body of escapes: parsing must stay linear, since it runs on the
+ * loop thread (a quadratic scan took minutes for a few MB; .timeout fails it). */
+Test(podlist, a_string_of_escapes_parses_in_linear_time, .timeout = 10)
+{
+    size_t n = 4 * 1024 * 1024;
+    char *s = malloc(2 * n + 128);
+    size_t j = (size_t)sprintf(s, "{\"kind\":\"PodList\",\"x\":\"");
+    for (size_t i = 0; i < n; i++) {
+        s[j++] = '\\';
+        s[j++] = (i % 1000000) ? 'n' : '"';
+    }
+    j += (size_t)sprintf(s + j, "\",\"items\":[]}");
+    parsed_t p = parse_text(s, j, "management", NULL, 8558, false);
+    cr_expect_eq(p.rc, 0, "8 MB of escapes in one string is still a valid empty list: %s", p.why);
+    /* And unterminated: the same bytes without the closing quote. */
+    p = parse_text(s, j - 15, "management", NULL, 8558, false);
+    cr_expect_lt(p.rc, 0, "an unterminated string is an error");
+    free(s);
+}
+
 Test(podlist, long_pod_name_or_ip_is_skipped, .timeout = 10)
 {
     char name[400];
