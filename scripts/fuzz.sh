@@ -15,7 +15,7 @@ for bin in build-fuzz/fuzz/fuzz_*; do
   seeds=tests/fuzz/corpus/$name
   echo "fuzz: $name for ${secs}s"
   # Crash files go to the scratch dir too; a failure prints the input.
-  if ! "$bin" -max_total_time="$secs" -rss_limit_mb=2048 -timeout=10 \
+  if ! "$bin" -max_total_time="$secs" -rss_limit_mb=2048 -timeout=10 -max_len=65536 \
        -artifact_prefix="$work/$name/" -print_final_stats=1 "$work/$name" \
        $( [[ -d $seeds ]] && echo "$seeds" ) > "$work/$name.log" 2>&1; then
     echo "fuzz: $name FAILED:"; tail -40 "$work/$name.log"; status=1
