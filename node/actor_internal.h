@@ -206,7 +206,7 @@ struct ukko__worker {
     bool thread_started;
     uint32_t tick;
     uint64_t rng;
-    bool spinning;      /* also set by the waker before it unparks us */
+    bool spinning;      /* also set by a waker, under d->idle_lock, while we are parked */
     ukko__worker_t *idle_next; /* under d->idle_lock */
     UKKO__LINE _Atomic uint32_t parked; /* futex word: waker stores 0 */
     /* Written by the owner, read by the starvation monitor. */

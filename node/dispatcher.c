@@ -189,7 +189,9 @@ static void wake_one(ukko__dispatcher_t *d)
         d->idle = w->idle_next;
         w->idle_next = NULL;
         atomic_fetch_sub_explicit(&d->nidle, 1, memory_order_seq_cst);
-        w->spinning = true; /* read by w after it sees parked == 0 */
+        /* Under the lock, after park put w on the list: w reads it once it
+         * sees parked == 0 (the release store below). */
+        w->spinning = true;
         /* Pairs with the acquire load in park: w wakes as a spinner. */
         atomic_store_explicit(&w->parked, 0, memory_order_release);
     }
@@ -241,13 +243,17 @@ static void park(ukko__worker_t *w)
 {
     ukko__dispatcher_t *d = w->d;
     pthread_mutex_lock(&d->idle_lock);
+    /* Read and cleared before w is on the idle list: from then on a waker
+     * may set it (under this lock), and w reads it again only after it saw
+     * parked == 0 (the waker's release store). */
+    bool was_spinning = w->spinning;
+    w->spinning = false;
     atomic_store_explicit(&w->parked, 1, memory_order_relaxed);
     w->idle_next = d->idle;
     d->idle = w;
     atomic_fetch_add_explicit(&d->nidle, 1, memory_order_seq_cst);
     pthread_mutex_unlock(&d->idle_lock);
-    if (w->spinning) {
-        w->spinning = false;
+    if (was_spinning) {
         /* Pairs with the fence in maybe_wake (see there). */
         atomic_fetch_sub_explicit(&d->nspinning, 1, memory_order_seq_cst);
     }

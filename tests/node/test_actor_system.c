@@ -292,3 +292,39 @@ Test(actor_system, loop_dispatcher_runs_on_the_loop_thread, .timeout = 30)
     ukko_actor_system_free(sys);
     ev_loop_destroy(loop);
 }
+
+/* Workers that run dry spin, then park; a send wakes one. Sends spaced about
+ * as long as the spin make workers park and get woken over and over, the
+ * moment where a waker and a parking worker meet (under TSan as well). */
+static void busy_wait_us(int us)
+{
+    int64_t until = 0;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    until = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000 + us;
+    do
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+    while ((int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000 < until);
+}
+
+Test(actor_system, wakeups_while_workers_park_lose_nothing, .timeout = 120)
+{
+    ukko_actor_system_t *sys = test_system(
+        "{\"default\": {\"parallelism-min\": 4, \"parallelism-max\": 4}}");
+    enum { N = 8, MSGS = 20000 };
+    rec_t *r = rec_new();
+    ukko_actor_t *a[N];
+    for (int i = 0; i < N; i++)
+        a[i] = spawn_rec(sys, r, NULL);
+    for (int i = 0; i < MSGS; i++) {
+        cr_assert_eq(ukko_actor_send(a[i % N], 1, NULL, 0), 0);
+        busy_wait_us(i % 97); /* 0 to 96 us: around the 50 us spin */
+    }
+    WAIT_FOR(atomic_load(&r->count) == MSGS, 30000);
+    cr_assert_eq(atomic_load(&r->count), MSGS, "handled %lld of %d messages sent to parking workers",
+                 (long long)atomic_load(&r->count), MSGS);
+    for (int i = 0; i < N; i++)
+        ukko_actor_release(a[i]);
+    ukko_actor_system_free(sys);
+    free(r);
+}
