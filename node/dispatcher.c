@@ -406,11 +406,17 @@ void ukko__loop_run(ukko__dispatcher_t *d, int max)
 
 static void on_async(struct ev_loop *loop, ev_async *w, int revents)
 {
-    (void)loop;
     (void)revents;
     ukko__dispatcher_t *d = w->data;
-    /* Bounded: what is left re-arms the async through inject_push. */
+    /* Bounded, so the loop's other watchers keep their turn. inject_push
+     * sends the async only on empty -> non-empty, so a queue left non-empty
+     * here would never be looked at again: the consumer re-arms it itself
+     * (h2o's and libuv's queues do the same after a bounded batch). */
     ukko__loop_run(d, 64);
+    /* Pairs with the release store of inject_len in inject_push: a push
+     * that we do not see went from empty and sent the async itself. */
+    if (atomic_load_explicit(&d->inject_len, memory_order_acquire))
+        ev_async_send(loop, w);
 }
 
 /* ------------------------------------------------------------ the monitor */

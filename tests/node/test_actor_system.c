@@ -328,3 +328,84 @@ Test(actor_system, wakeups_while_workers_park_lose_nothing, .timeout = 120)
     ukko_actor_system_free(sys);
     free(r);
 }
+
+/* More loop actors become runnable at once than the loop runs per wake-up
+ * (64): the rest must still run, on later iterations of the loop. */
+Test(actor_system, loop_dispatcher_runs_more_actors_than_one_batch, .timeout = 30)
+{
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    ukko_actor_system_t *sys = NULL;
+    cr_assert_eq(ukko_actor_system_new(NULL, loop, &sys), 0);
+    enum { N = 200 };
+    loopbox_t l = {0};
+    ukko_actor_t *a[N];
+    ukko_spawn_opts_t o = {.arg = &l, .dispatcher = "loop"};
+    for (int i = 0; i < N; i++)
+        cr_assert_eq(ukko_actor_spawn(sys, &loop_behaviour, &o, &a[i]), 0);
+    for (int i = 0; i < N; i++)
+        cr_assert_eq(ukko_actor_send(a[i], 1, "x", 1), 0);
+    int64_t deadline = ukko_now_ms() + 10000;
+    while (atomic_load(&l.got) < N && ukko_now_ms() < deadline) {
+        ev_run(loop, EVRUN_NOWAIT);
+        poll_pause();
+    }
+    cr_assert_eq(atomic_load(&l.got), N, "%d loop actors with one message each: %d handled", N,
+                 atomic_load(&l.got));
+    for (int i = 0; i < N; i++)
+        ukko_actor_release(a[i]);
+    cr_assert_eq(ukko_actor_system_stop(sys, UKKO_SHUTDOWN_DRAIN, 5000), 0);
+    ukko_actor_system_free(sys);
+    ev_loop_destroy(loop);
+}
+
+/* A handler that makes more actors runnable than its worker's local run
+ * queue holds (256): the overflow goes to the dispatcher's shared queue and
+ * every one of them runs. One thread, so nobody steals from the ring. */
+typedef struct fanout {
+    ukko_actor_t **to;
+    int n;
+} fanout_t;
+
+static int fanout_handle(ukko_actor_ctx_t *ctx, void *state, const ukko_msg_t *msg)
+{
+    (void)ctx;
+    (void)msg;
+    fanout_t *f = *(fanout_t **)state;
+    for (int i = 0; i < f->n; i++) {
+        int rc = ukko_actor_send(f->to[i], 1, NULL, 0);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+static const ukko_behaviour_t fanout_behaviour = {
+    .state_size = sizeof(void *), .init = test_ptr_init, .handle = fanout_handle};
+
+Test(actor_system, more_runnable_actors_than_a_run_queue_holds, .timeout = 60)
+{
+    ukko_actor_system_t *sys = test_system(
+        "{\"default\": {\"parallelism-min\": 1, \"parallelism-max\": 1}}");
+    enum { N = 1000, ROUNDS = 3 };
+    rec_t *r = rec_new();
+    ukko_actor_t **to = calloc(N, sizeof(*to));
+    for (int i = 0; i < N; i++)
+        to[i] = spawn_rec(sys, r, NULL);
+    fanout_t f = {to, N};
+    ukko_actor_t *src = NULL;
+    ukko_spawn_opts_t o = {.arg = &f};
+    cr_assert_eq(ukko_actor_spawn(sys, &fanout_behaviour, &o, &src), 0);
+    for (int round = 1; round <= ROUNDS; round++) {
+        cr_assert_eq(ukko_actor_send(src, 1, NULL, 0), 0);
+        WAIT_FOR(atomic_load(&r->count) == (int64_t)round * N, 20000);
+        cr_assert_eq(atomic_load(&r->count), (int64_t)round * N,
+                     "round %d: %lld of %d messages handled (one per actor)", round,
+                     (long long)atomic_load(&r->count) - (int64_t)(round - 1) * N, N);
+    }
+    ukko_actor_release(src);
+    for (int i = 0; i < N; i++)
+        ukko_actor_release(to[i]);
+    free(to);
+    ukko_actor_system_free(sys);
+    free(r);
+}
