@@ -3,9 +3,11 @@
  * Threads: sends and stops from any thread; a turn runs on one thread at a
  * time (whoever holds the schedule token of libponyrt's mailbox protocol:
  * mailbox.c). Invariant: an actor is in at most one run queue, and only
- * while alive; its struct is freed only after its last reference went. */
+ * while alive; a dead actor's mailbox holds nothing (what lands late is
+ * dropped by its pusher); the struct is freed after its last reference. */
 #include "actor_internal.h"
 
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -204,24 +206,57 @@ static void env_discard(ukko__env_t *e)
     ukko__env_free(e);
 }
 
+/* The holder of a dead actor's schedule token (die, or a pusher that found
+ * the dead mailbox marked): drops what is queued and marks the mailbox
+ * empty, so that a push landing later (its sender checked ACTOR_DEAD just
+ * before die set it) finds the mark and drops its message too. Nothing may
+ * stay queued in a dead mailbox: a message sent with .from == to, a timer's
+ * or an ask's holds a reference back to the actor, and the struct (then the
+ * system) would never be freed. Returns the user messages dropped. */
+static uint64_t drop_queued(ukko_actor_t *a)
+{
+    uint64_t dropped = 0;
+    for (;;) {
+        ukko__env_t *e;
+        while ((e = ukko__mbox_pop(&a->mbox))) {
+            dropped += e->kind == ENV_USER;
+            ukko__env_release(e);
+        }
+        if (ukko__mbox_markempty(&a->mbox))
+            return dropped;
+        /* A push between its exchange and its link: it is about to show. */
+        sched_yield();
+    }
+}
+
+void ukko__actor_push(ukko_actor_t *a, ukko__env_t *e)
+{
+    if (!ukko__mbox_push(&a->mbox, e))
+        return;
+    /* We cleared the mark and hold the token. Acquire pairs with die's
+     * fetch_or of DEAD, which comes before die marks the mailbox (and our
+     * exchange read that mark): a dead actor is seen dead here. */
+    if (atomic_load_explicit(&a->flags, memory_order_acquire) & ACTOR_DEAD) {
+        uint64_t dropped = drop_queued(a);
+        if (dropped)
+            atomic_fetch_add_explicit(&a->sys->dropped_at_stop, dropped, memory_order_relaxed);
+        return;
+    }
+    ukko__schedule(a);
+}
+
 /* Delivers a runtime envelope (reply, timeout, timer, terminated): not
  * counted against bounds, not refused while the system is closing. */
 int ukko__send_env(ukko_actor_t *to, ukko__env_t *e)
 {
-    /* Pairs with the fetch_or in die: no new messages for the dead. */
+    /* Pairs with the fetch_or in die: no new messages for the dead (one
+     * that loses this race is dropped by ukko__actor_push). */
     if (atomic_load_explicit(&to->flags, memory_order_acquire) & ACTOR_DEAD) {
         env_discard(e);
         return UKKO_ENOENT;
     }
-    if (ukko__mbox_push(&to->mbox, e))
-        ukko__schedule(to);
+    ukko__actor_push(to, e);
     return 0;
-}
-
-void ukko__actor_push_sys(ukko_actor_t *a, ukko__env_t *e)
-{
-    if (ukko__mbox_push(&a->mbox, e))
-        ukko__schedule(a);
 }
 
 /* The common path of tell and ask: on success the envelope holds one
@@ -283,8 +318,7 @@ int ukko__tell(ukko_actor_t *to, const ukko_send_t *s, void *ext)
         e->flags |= ENV_COUNTED;
     e->ext = ext;
     e->kind = ENV_USER;
-    if (ukko__mbox_push(&to->mbox, e))
-        ukko__schedule(to);
+    ukko__actor_push(to, e);
     return 0;
 }
 
@@ -396,7 +430,7 @@ int ukko_actor_stop(ukko_actor_t *a)
         return 0;
     ukko__env_t *e = ukko__env_alloc(0);
     e->kind = ENV_WAKE;
-    ukko__actor_push_sys(a, e);
+    ukko__actor_push(a, e);
     /* Waiting out a restart backoff: cut it short (whoever removes the
      * entry, this or the timer, schedules the actor). */
     if (ukko__timer_cancel(a->sys, &a->backoff)) {
@@ -443,14 +477,10 @@ static void die(ukko_actor_t *a)
         ukko_actor_release(watchers[i]);
     }
     free(watchers);
-    /* What is queued now is dropped; later pushes never schedule us again
-     * (the mailbox stays unmarked) and are freed with the struct. */
-    ukko__env_t *e;
-    uint64_t dropped = 0;
-    while ((e = ukko__mbox_pop(&a->mbox))) {
-        dropped += e->kind == ENV_USER;
-        ukko__env_release(e);
-    }
+    /* What is queued now is dropped, and so is what lands later, by its
+     * pusher: the mailbox is left marked and the actor is never scheduled
+     * again (drop_queued). */
+    uint64_t dropped = drop_queued(a);
     if (dropped)
         atomic_fetch_add_explicit(&sys->dropped_at_stop, dropped, memory_order_relaxed);
     pthread_mutex_lock(&sys->reg_lock);

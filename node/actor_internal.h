@@ -61,7 +61,9 @@ void ukko__env_release(ukko__env_t *e);
 /* mailbox.c: libponyrt's scheme. head is the producers' end (an exchange),
  * tail the consumer's (the last message taken, kept as the stub). The low bit
  * of head marks "empty and not scheduled": a push that finds it set owns the
- * job of scheduling the actor. */
+ * job of scheduling the actor. "Consumer" below is whoever holds that token:
+ * the thread running the actor's turn, or, once the actor is dead, the
+ * pusher that drops what landed late (ukko__actor_push). */
 typedef struct ukko__mbox {
     UKKO__LINE _Atomic(ukko__env_t *) head; /* producers */
     _Atomic int64_t count;                   /* producers (+) and consumer (-), bounded only */
@@ -178,8 +180,10 @@ struct ukko_actor {
 bool ukko__actor_run(ukko_actor_t *a, int throughput);
 /* Marks the actor runnable on its dispatcher (dispatcher.c). Any thread. */
 void ukko__schedule(ukko_actor_t *a);
-/* Pushes a system envelope (not counted against bounds). Any thread. */
-void ukko__actor_push_sys(ukko_actor_t *a, ukko__env_t *e);
+/* Pushes an envelope (bounds already checked) and schedules the actor when
+ * its mailbox was empty; if the actor is dead, drops it instead. Any thread
+ * holding a reference to a. */
+void ukko__actor_push(ukko_actor_t *a, ukko__env_t *e);
 /* Delivers a runtime envelope (reply, timeout, timer, terminated). */
 int ukko__send_env(ukko_actor_t *to, ukko__env_t *e);
 /* tell with an ask attached (ext: one reference handed over on success). */

@@ -4,6 +4,8 @@
  * context in the envelope. */
 #include "actor_test.h"
 
+#include "actor_internal.h" /* a late push into a dead mailbox, the refcounts */
+
 #include <pthread.h>
 
 #define T_SEQ 1
@@ -384,4 +386,54 @@ Test(actor, traceparent_travels_with_messages, .timeout = 20)
     ukko_actor_release(a);
     ukko_actor_release(b);
     ukko_actor_system_free(sys);
+}
+
+/* A send that passed the alive check just before its actor died lands in
+ * the mailbox after die emptied it. If that message holds a reference to
+ * the actor (sent with .from == to, or a timer's, or an ask to oneself),
+ * leaving it queued until the struct is freed is a cycle: the actor, and
+ * then its system, are never freed. It must be dropped at once. The late
+ * push is made here directly, as the losing sender makes it. */
+static _Atomic int late_freed;
+static void late_free(void *p)
+{
+    atomic_fetch_add(&late_freed, 1);
+    free(p);
+}
+
+Test(actor, a_message_landing_after_the_stop_is_dropped_at_once, .timeout = 20)
+{
+    ukko_actor_system_t *sys = test_system(NULL);
+    rec_t *r = rec_new();
+    ukko_actor_t *a = spawn_rec(sys, r, NULL);
+    cr_assert_eq(ukko_actor_stop(a), 0);
+    /* Dead, and its life reference gone: only ours is left. */
+    WAIT_FOR(!ukko_actor_alive(a) && atomic_load(&a->refs) == 1, 5000);
+    cr_assert_eq(atomic_load(&a->refs), 1, "a stopped actor holds %d references, expected ours",
+                 atomic_load(&a->refs));
+    ukko__env_t *e = ukko__env_alloc(0);
+    e->kind = ENV_USER;
+    e->msg.type = T_SEQ;
+    e->msg.data = malloc(16);
+    e->msg.len = 16;
+    e->free_fn = late_free;
+    e->flags |= ENV_OWNED;
+    ukko_actor_retain(a);
+    e->msg.sender = a; /* .from == to */
+    atomic_store(&late_freed, 0);
+    ukko__actor_push(a, e);
+    cr_assert_eq(atomic_load(&a->refs), 1,
+                 "a message from the actor to itself, pushed after it stopped, still holds it "
+                 "(%d references, expected ours only)",
+                 atomic_load(&a->refs));
+    cr_assert_eq(atomic_load(&late_freed), 1, "its handed-over payload was freed %d times",
+                 atomic_load(&late_freed));
+    cr_assert_eq(atomic_load(&r->count), 0, "a dead actor handled a message");
+    ukko_actor_release(a);
+    ukko_actor_system_stop(sys, UKKO_SHUTDOWN_DROP, 5000);
+    cr_assert_eq(atomic_load(&sys->refs), 1,
+                 "the stopped system is held by %d actor struct(s) that were never freed",
+                 atomic_load(&sys->refs) - 1);
+    ukko_actor_system_free(sys);
+    free(r);
 }

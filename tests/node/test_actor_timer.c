@@ -3,6 +3,8 @@
  * handled, even one already queued. */
 #include "actor_test.h"
 
+#include "actor_internal.h" /* the system's refcount */
+
 #define K_ONCE 1
 #define K_TICK 2
 #define K_LATER 3
@@ -94,5 +96,54 @@ Test(actor_timer, same_key_replaces, .timeout = 30)
     WAIT_FOR(atomic_load(&t.once) == 1, 5000);
     cr_assert_eq(atomic_load(&t.once), 1, "the replacing timer fired after 10 ms");
     ukko_actor_release(a);
+    ukko_actor_system_free(sys);
+}
+
+/* Actors with a 1 ms periodic timer, stopped while it fires: a tick that
+ * lands after the actor emptied its mailbox at death holds the timer, which
+ * holds the actor. Every actor struct, and so the system, must still be
+ * freed (ASan's leak check sees the rest). */
+static int ticker_init(ukko_actor_ctx_t *ctx, void *state, void *arg)
+{
+    *(_Atomic int **)state = arg;
+    return ukko_actor_timer_periodic(ctx, K_TICK, T_TIMER, 1);
+}
+
+static int ticker_handle(ukko_actor_ctx_t *ctx, void *state, const ukko_msg_t *msg)
+{
+    (void)ctx;
+    (void)msg;
+    atomic_store(*(_Atomic int **)state, 1);
+    return 0;
+}
+
+static const ukko_behaviour_t ticker_behaviour = {
+    .state_size = sizeof(void *), .init = ticker_init, .handle = ticker_handle};
+
+Test(actor_timer, stopped_actors_with_periodic_timers_are_freed, .timeout = 120)
+{
+    ukko_actor_system_t *sys = test_system(NULL);
+    enum { N = 100, ROUNDS = 20 };
+    ukko_actor_t *a[N];
+    _Atomic int ticked[N];
+    for (int round = 0; round < ROUNDS; round++) {
+        for (int i = 0; i < N; i++) {
+            atomic_init(&ticked[i], 0);
+            ukko_spawn_opts_t o = {.arg = &ticked[i]};
+            cr_assert_eq(ukko_actor_spawn(sys, &ticker_behaviour, &o, &a[i]), 0);
+        }
+        for (int i = 0; i < N; i++) {
+            WAIT_FOR(atomic_load(&ticked[i]), 5000);
+            cr_assert(atomic_load(&ticked[i]), "round %d: actor %d never ticked", round, i);
+        }
+        for (int i = 0; i < N; i++) {
+            ukko_actor_stop(a[i]);
+            ukko_actor_release(a[i]);
+        }
+    }
+    cr_assert_eq(ukko_actor_system_stop(sys, UKKO_SHUTDOWN_DROP, 10000), 0);
+    cr_assert_eq(atomic_load(&sys->refs), 1,
+                 "%d stopped actor struct(s) were never freed (each holds the system)",
+                 atomic_load(&sys->refs) - 1);
     ukko_actor_system_free(sys);
 }
