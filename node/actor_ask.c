@@ -2,9 +2,12 @@
  * message, the timeout entry and reply tokens; the first of reply and
  * timeout to flip `done` delivers its message to the asker, the other does
  * nothing. Any thread may reply (with a token); the timeout fires on the
- * timer thread. Invariant: the asker gets exactly one message per ask. */
+ * timer thread. Invariant: the asker gets exactly one message per ask that
+ * returned 0 and none for one that failed (the timeout is armed only after
+ * the request went out). */
 #include "actor_internal.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -71,22 +74,31 @@ int ukko_actor_ask(ukko_actor_ctx_t *ctx, ukko_actor_t *to, const ukko_send_t *s
     k->t.idx = -1;
     k->t.fire = on_timeout;
     k->t.drop = on_drop;
-    atomic_init(&k->refs, 2); /* the request's and the heap's */
+    atomic_init(&k->refs, 3); /* the request's, the heap's, and ours until armed */
     ukko_actor_retain(self);
     k->asker = self;
     k->sys = self->sys;
     k->id = atomic_fetch_add_explicit(&self->sys->next_ask, 1, memory_order_relaxed) + 1;
-    /* Armed first, so a quick reply always finds the entry to cancel. */
-    ukko__timer_arm(self->sys, &k->t, ukko_now_ms() + timeout_ms);
+    int64_t now = ukko_now_ms();
+    int64_t due = timeout_ms > INT64_MAX - now ? INT64_MAX : now + timeout_ms;
     int rc = ukko__tell(to, s, k);
     if (rc < 0) {
-        claim(k);
-        if (ukko__timer_cancel(self->sys, &k->t))
-            ukko__ask_unref(k);
-        ukko__ask_unref(k);
+        /* Nothing was sent and nothing armed: no message will come of it. */
+        ukko_actor_release(self);
+        free(k);
         return rc;
     }
+    /* Armed only once the request is out, so that an ask that fails can
+     * never also time out: an error, or exactly one message. */
+    ukko__timer_arm(self->sys, &k->t, due);
+    /* A reply that came before the entry was armed found nothing to cancel.
+     * Pairs with the exchange in claim: the timer lock orders the reply's
+     * cancel and our arm, so either it finds the entry or we see done. */
+    if (atomic_load_explicit(&k->done, memory_order_acquire) &&
+        ukko__timer_cancel(self->sys, &k->t))
+        ukko__ask_unref(k); /* the heap's */
     *ask_id = k->id;
+    ukko__ask_unref(k); /* ours: the entry may have fired and dropped its own */
     return 0;
 }
 
