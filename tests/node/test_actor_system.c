@@ -4,6 +4,8 @@
  * over threads, and orderly shutdown with messages in flight. */
 #include "actor_test.h"
 
+#include "actor_internal.h" /* an actor's stop flag; the dropped count */
+
 #include <ev.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -173,7 +175,7 @@ Test(actor_system, work_spreads_over_the_threads, .timeout = 60)
 }
 
 /* Slow: each message takes a little while, so messages are in flight when
- * the stop begins. Payloads are handed over and counted when freed. */
+ * a draining stop begins. Payloads are handed over and counted when freed. */
 static _Atomic int payloads;
 static void payload_free(void *p)
 {
@@ -190,13 +192,36 @@ static int slow_handle(ukko_actor_ctx_t *ctx, void *state, const ukko_msg_t *msg
 static const ukko_behaviour_t slow_behaviour = {
     .state_size = sizeof(rec_state_t), .init = rec_init, .handle = slow_handle, .free = rec_free};
 
+/* Latched: the first message holds the handler until the system's stop has
+ * told the actor to stop, so every later message is certainly still queued
+ * when a dropping stop reaches it. */
+static _Atomic int latch_entered;
+
+static int latch_handle(ukko_actor_ctx_t *ctx, void *state, const ukko_msg_t *msg)
+{
+    ukko_actor_t *self = ukko_actor_self(ctx);
+    if (!atomic_exchange(&latch_entered, 1)) {
+        int64_t deadline = ukko_now_ms() + 30000;
+        while (!(atomic_load(&self->flags) & ACTOR_STOP) && ukko_now_ms() < deadline)
+            poll_pause();
+    }
+    return rec_handle(ctx, state, msg);
+}
+
+static const ukko_behaviour_t latch_behaviour = {
+    .state_size = sizeof(rec_state_t), .init = rec_init, .handle = latch_handle, .free = rec_free};
+
 static void shutdown_with_messages_in_flight(ukko_shutdown_t mode)
 {
-    ukko_actor_system_t *sys = test_system(NULL);
+    ukko_actor_system_t *sys = test_system(
+        "{\"blocking\": {\"executor\": \"thread-pool-executor\", \"fixed-pool-size\": 1}}");
     rec_t *r = rec_new();
     ukko_actor_t *a = NULL;
-    ukko_spawn_opts_t o = {.arg = r};
-    cr_assert_eq(ukko_actor_spawn(sys, &slow_behaviour, &o, &a), 0);
+    bool drop = mode == UKKO_SHUTDOWN_DROP;
+    /* The latched handler blocks on purpose: not on the default dispatcher. */
+    ukko_spawn_opts_t o = {.arg = r, .dispatcher = drop ? "blocking" : NULL};
+    atomic_store(&latch_entered, 0);
+    cr_assert_eq(ukko_actor_spawn(sys, drop ? &latch_behaviour : &slow_behaviour, &o, &a), 0);
     const int n = 2000;
     atomic_store(&payloads, 0);
     for (int i = 1; i <= n; i++) {
@@ -205,17 +230,27 @@ static void shutdown_with_messages_in_flight(ukko_shutdown_t mode)
         atomic_fetch_add(&payloads, 1);
         cr_assert_eq(ukko_actor_send_owned(a, 1, m, sizeof(*m), payload_free), 0);
     }
+    if (drop) {
+        WAIT_FOR(atomic_load(&latch_entered), 5000);
+        cr_assert(atomic_load(&latch_entered), "the actor never started on its first message");
+    }
     cr_assert_eq(ukko_actor_system_stop(sys, mode, 30000), 0);
     cr_assert_not(ukko_actor_alive(a));
     cr_assert_eq(atomic_load(&r->frees), 1, "free ran at stop");
     cr_assert_eq(atomic_load(&payloads), 0, "%d handed-over payloads were never freed",
                  atomic_load(&payloads));
-    if (mode == UKKO_SHUTDOWN_DRAIN)
+    if (!drop) {
         cr_assert_eq(atomic_load(&r->count), n, "drain handled %lld of %d",
                      (long long)atomic_load(&r->count), n);
-    else
-        cr_assert_lt(atomic_load(&r->count), n, "drop stopped before the end (%lld of %d)",
+    } else {
+        cr_assert_eq(atomic_load(&r->count), 1,
+                     "drop handled %lld of %d messages, expected only the one in hand when "
+                     "the stop came",
                      (long long)atomic_load(&r->count), n);
+        cr_assert_eq(atomic_load(&sys->dropped_at_stop), (uint64_t)n - 1,
+                     "%llu queued messages dropped at stop, expected %d",
+                     (unsigned long long)atomic_load(&sys->dropped_at_stop), n - 1);
+    }
     seqmsg_t m = {0};
     cr_assert_eq(ukko_actor_send(a, 1, &m, sizeof(m)), UKKO_ECANCELED,
                  "sends from outside are refused once stopping");
