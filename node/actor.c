@@ -229,20 +229,31 @@ static uint64_t drop_queued(ukko_actor_t *a)
     }
 }
 
-void ukko__actor_push(ukko_actor_t *a, ukko__env_t *e)
+/* Out of line: a send that lost the race with die is rare, and the send
+ * path (push) stays as short as it was. */
+__attribute__((cold, noinline)) static void drop_late(ukko_actor_t *a)
+{
+    uint64_t dropped = drop_queued(a);
+    if (dropped)
+        atomic_fetch_add_explicit(&a->sys->dropped_at_stop, dropped, memory_order_relaxed);
+}
+
+static inline void push(ukko_actor_t *a, ukko__env_t *e)
 {
     if (!ukko__mbox_push(&a->mbox, e))
         return;
     /* We cleared the mark and hold the token. Acquire pairs with die's
      * fetch_or of DEAD, which comes before die marks the mailbox (and our
      * exchange read that mark): a dead actor is seen dead here. */
-    if (atomic_load_explicit(&a->flags, memory_order_acquire) & ACTOR_DEAD) {
-        uint64_t dropped = drop_queued(a);
-        if (dropped)
-            atomic_fetch_add_explicit(&a->sys->dropped_at_stop, dropped, memory_order_relaxed);
-        return;
-    }
-    ukko__schedule(a);
+    if (atomic_load_explicit(&a->flags, memory_order_acquire) & ACTOR_DEAD)
+        drop_late(a);
+    else
+        ukko__schedule(a);
+}
+
+void ukko__actor_push(ukko_actor_t *a, ukko__env_t *e)
+{
+    push(a, e);
 }
 
 /* Delivers a runtime envelope (reply, timeout, timer, terminated): not
@@ -255,7 +266,7 @@ int ukko__send_env(ukko_actor_t *to, ukko__env_t *e)
         env_discard(e);
         return UKKO_ENOENT;
     }
-    ukko__actor_push(to, e);
+    push(to, e);
     return 0;
 }
 
@@ -318,7 +329,7 @@ int ukko__tell(ukko_actor_t *to, const ukko_send_t *s, void *ext)
         e->flags |= ENV_COUNTED;
     e->ext = ext;
     e->kind = ENV_USER;
-    ukko__actor_push(to, e);
+    push(to, e);
     return 0;
 }
 
