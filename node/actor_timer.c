@@ -287,7 +287,10 @@ static int timer_start(ukko_actor_ctx_t *ctx, uint64_t key, uint32_t type, int64
                        int64_t interval_ms)
 {
     ukko_actor_t *a = ctx->self;
-    if (delay_ms < 0 || interval_ms < 0 || type >= UKKO_MSG_SYSTEM)
+    /* Past ~100 years a due time would overflow the clock arithmetic. */
+    const int64_t max_ms = (int64_t)100 * 365 * 24 * 3600 * 1000;
+    if (delay_ms < 0 || interval_ms < 0 || delay_ms > max_ms || interval_ms > max_ms ||
+        type >= UKKO_MSG_SYSTEM)
         return UKKO_EINVAL;
     ukko_actor_timer_cancel(ctx, key);
     if (a->ntimers == a->ctimers) {

@@ -470,7 +470,8 @@ void ukko_reply_free(ukko_reply_t *r);
  * msg->id == key. Starting a key that is running replaces it; after cancel
  * returns, no message of that key is handled (even one already queued).
  * Timers end with the actor and at its restarts. Periodic timers keep their
- * rate without bursts: a late tick is not made up. ctx functions. */
+ * rate without bursts: a late tick is not made up. A delay or interval that is
+ * negative or beyond 100 years is UKKO_EINVAL. ctx functions. */
 int ukko_actor_timer_once(ukko_actor_ctx_t *ctx, uint64_t key, uint32_t type, int64_t delay_ms);
 int ukko_actor_timer_periodic(ukko_actor_ctx_t *ctx, uint64_t key, uint32_t type,
                               int64_t interval_ms);

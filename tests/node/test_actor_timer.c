@@ -147,3 +147,31 @@ Test(actor_timer, stopped_actors_with_periodic_timers_are_freed, .timeout = 120)
                  atomic_load(&sys->refs) - 1);
     ukko_actor_system_free(sys);
 }
+
+static int huge_init(ukko_actor_ctx_t *ctx, void *state, void *arg)
+{
+    (void)state;
+    int *rcs = arg;
+    rcs[0] = ukko_actor_timer_once(ctx, K_ONCE, T_TIMER, INT64_MAX);
+    rcs[1] = ukko_actor_timer_periodic(ctx, K_TICK, T_TIMER, INT64_MAX / 2);
+    rcs[2] = ukko_actor_timer_once(ctx, K_LATER, T_TIMER, -1);
+    return 0;
+}
+
+static const ukko_behaviour_t huge_behaviour = {
+    .state_size = sizeof(void *), .init = huge_init, .handle = timer_handle};
+
+/* A due time past the clock's range would overflow: refused, not wrapped. */
+Test(actor_timer, absurd_delays_are_refused, .timeout = 30)
+{
+    ukko_actor_system_t *sys = test_system(NULL);
+    int rcs[3] = {1, 1, 1};
+    ukko_actor_t *a = NULL;
+    ukko_spawn_opts_t o = {.arg = rcs};
+    cr_assert_eq(ukko_actor_spawn(sys, &huge_behaviour, &o, &a), 0);
+    cr_assert_eq(rcs[0], UKKO_EINVAL, "INT64_MAX ms delay: %d", rcs[0]);
+    cr_assert_eq(rcs[1], UKKO_EINVAL, "INT64_MAX/2 ms interval: %d", rcs[1]);
+    cr_assert_eq(rcs[2], UKKO_EINVAL, "negative delay: %d", rcs[2]);
+    ukko_actor_release(a);
+    ukko_actor_system_free(sys);
+}
