@@ -10,6 +10,7 @@
 #include "discovery_internal.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,10 +71,16 @@ static int lex_string(scan_t *s, const char **raw, size_t *rawlen, bool *escaped
         }
         char c = bs[1];
         /* A backslash takes the next byte, as cJSON finds a string's end;
-         * \u's four digits are checked by cJSON where the text is used. */
+         * \u needs four hex digits (JSON's grammar; cJSON alone would read a
+         * bad one as U+0000). Surrogate pairing is checked by cJSON where
+         * the text is decoded. */
         if (c == '"' || c == '\\' || c == '/' || c == 'b' || c == 'f' || c == 'n' || c == 'r' ||
-            c == 't' || c == 'u') {
+            c == 't') {
             p = bs + 2;
+        } else if (c == 'u' && e - bs >= 6 && isxdigit((unsigned char)bs[2]) &&
+                   isxdigit((unsigned char)bs[3]) && isxdigit((unsigned char)bs[4]) &&
+                   isxdigit((unsigned char)bs[5])) {
+            p = bs + 6;
         } else {
             s->p = bs;
             return scan_error(s, "bad escape");

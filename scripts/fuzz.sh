@@ -19,6 +19,14 @@ for bin in build-fuzz/fuzz/fuzz_*; do
        -artifact_prefix="$work/$name/" -print_final_stats=1 "$work/$name" \
        $( [[ -d $seeds ]] && echo "$seeds" ) > "$work/$name.log" 2>&1; then
     echo "fuzz: $name FAILED:"; tail -40 "$work/$name.log"; status=1
+    # Keep the input that failed, and print it: CI logs are all we get.
+    mkdir -p build-fuzz/artifacts
+    for f in "$work/$name"/crash-* "$work/$name"/leak-* "$work/$name"/timeout-* "$work/$name"/oom-*; do
+      [[ -e $f ]] || continue
+      cp "$f" build-fuzz/artifacts/
+      echo "fuzz: failing input $(basename "$f") (base64; replay: base64 -d > in && $bin in):"
+      head -c 65536 "$f" | base64 -w 0; echo
+    done
   else
     grep -E "stat::number_of_executed_units|Done" "$work/$name.log" | tail -2 || true
   fi

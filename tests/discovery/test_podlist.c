@@ -241,6 +241,16 @@ Test(podlist, a_string_of_escapes_parses_in_linear_time, .timeout = 10)
     free(s);
 }
 
+Test(podlist, a_unicode_escape_needs_four_hex_digits, .timeout = 10)
+{
+    const char bad[] = "{\"kind\":\"PodList\",\"items\":[{\"metadata\":{\"name\":\"a\\ubx0e9\"}}]}";
+    parsed_t p = parse_text(bad, sizeof(bad) - 1, "management", NULL, 8558, false);
+    cr_expect_lt(p.rc, 0, "\\u followed by non-hex is not JSON (cJSON would read U+0000)");
+    const char good[] = "{\"kind\":\"PodList\",\"items\":[{\"metadata\":{\"name\":\"a\\u00e9\"}}]}";
+    p = parse_text(good, sizeof(good) - 1, "management", NULL, 8558, false);
+    cr_expect_eq(p.rc, 0, "a proper \\u escape parses: %s", p.why);
+}
+
 Test(podlist, long_pod_name_or_ip_is_skipped, .timeout = 10)
 {
     char name[400];

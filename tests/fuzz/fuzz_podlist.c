@@ -9,6 +9,7 @@
 #include "discovery.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -166,6 +167,21 @@ static bool same_points(ukko_contact_points_t *a, ukko_contact_points_t *b)
     return eq;
 }
 
+static bool lax_unicode_escape(const char *s, size_t n)
+{
+    for (size_t i = 0; i + 1 < n; i++) {
+        if (s[i] != '\\')
+            continue;
+        if (s[i + 1] == 'u') {
+            for (size_t k = 2; k < 6; k++)
+                if (i + k >= n || !isxdigit((unsigned char)s[i + k]))
+                    return true;
+        }
+        i++; /* the escaped byte */
+    }
+    return false;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1)
@@ -184,7 +200,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     ukko_contact_points_t ref = {0};
     ukko_podlist_stats_t rst;
     memset(&rst, 0, sizeof(rst));
-    int verdict = reference((const char *)data, size, &f, &ref, &rst);
+    /* cJSON reads a \u without four hex digits as U+0000 where JSON (and the
+     * scanner) refuse it: no verdict to compare on such inputs. */
+    int verdict = lax_unicode_escape((const char *)data, size)
+                      ? 1
+                      : reference((const char *)data, size, &f, &ref, &rst);
     if (verdict != 1) {
         if ((verdict == 0) != (rc == 0))
             abort(); /* cJSON's tree and the scanner disagree on the list */
