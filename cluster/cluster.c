@@ -3,6 +3,7 @@
  * seed nodes, gives the core a real clock and CSPRNG, logs member changes,
  * and answers the node's readiness check and stop hook. Loop thread only.
  * Invariant: no packet is sent or accepted before the keyring is loaded. */
+#include "bootstrap.h"
 #include "runtime.h"
 
 #include <arpa/inet.h>
@@ -13,7 +14,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/time.h>
+#include <unistd.h>
 
 static int64_t env_now(void *ud)
 {
@@ -48,6 +51,8 @@ static void env_changed(void *ud, uint32_t ident, int old_status, int old_live, 
     char name[160];
     cluster__node_name(c->cc->name, c->ids, ident, name, sizeof(name));
     bool self = ident == cluster__mship_self(c->m);
+    if (self && status != old_status)
+        cluster__leave_self_changed(c, old_status, status);
     if (status != old_status) {
         ukko_logf(UKKO_LOG_INFO, "cluster",
                   UKKO_FIELDS(UKKO_FS("member", name), UKKO_FS("status", ukko_member_status_name(status)),
@@ -61,11 +66,36 @@ static void env_changed(void *ud, uint32_t ident, int old_status, int old_live, 
     }
 }
 
-/* This host's first non-loopback IPv4 address, as Pekko's default hostname
- * does; 127.0.0.1 when there is none. */
+/* In a pod, the address its hostname resolves to (the kubelet writes the
+ * pod's name and IP into /etc/hosts); elsewhere this host's first
+ * non-loopback IPv4 address, as Pekko's default hostname does; 127.0.0.1
+ * when there is none. */
 static void default_host(char *out, size_t outlen)
 {
     snprintf(out, outlen, "127.0.0.1");
+    const char *in_pod = getenv("KUBERNETES_SERVICE_HOST");
+    char name[256];
+    struct addrinfo hints, *res = NULL;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_socktype = SOCK_DGRAM;
+    if (in_pod && *in_pod && gethostname(name, sizeof(name)) == 0 &&
+        getaddrinfo(name, NULL, &hints, &res) == 0 && res) {
+        for (struct addrinfo *r = res; r; r = r->ai_next) {
+            struct sockaddr_storage ss;
+            memset(&ss, 0, sizeof(ss));
+            memcpy(&ss, r->ai_addr, r->ai_addrlen < sizeof(ss) ? r->ai_addrlen : sizeof(ss));
+            cluster__addr_t a;
+            cluster__addr_from_sockaddr(&ss, &a);
+            char h[64];
+            cluster__addr_host(&a, h, sizeof(h));
+            if (strcmp(h, "127.0.0.1") && strcmp(h, "::1") && strncmp(h, "127.", 4)) {
+                snprintf(out, outlen, "%s", h);
+                freeaddrinfo(res);
+                return;
+            }
+        }
+        freeaddrinfo(res);
+    }
     struct ifaddrs *ifa = NULL;
     if (getifaddrs(&ifa) < 0)
         return;
@@ -228,6 +258,12 @@ fail:
 
 int ukko_cluster_start(ukko_cluster_t *c)
 {
+    if (c->bootstrap && c->cc->seed_nodes.n) {
+        ukko_log(UKKO_LOG_INFO, "cluster",
+                 "cluster.seed-nodes is set: joining through it, not through discovery");
+        cluster__bootstrap_free(c->bootstrap);
+        c->bootstrap = NULL;
+    }
     int rc = cluster__transport_start(c);
     if (rc < 0)
         return rc;
@@ -238,13 +274,23 @@ int ukko_cluster_start(ukko_cluster_t *c)
         c->keyring_watching = true;
     }
     c->started = true;
-    cluster__mship_start(c->m);
+    if (c->bootstrap) {
+        cluster__mship_start_wait(c->m);
+        rc = cluster__bootstrap_start(c->bootstrap);
+        if (rc < 0) {
+            ukko_log(UKKO_LOG_ERROR, "cluster", "cannot start the bootstrap through discovery");
+            return rc;
+        }
+    } else {
+        cluster__mship_start(c->m);
+    }
     char name[160], uid[33];
     cluster__node_name(c->cc->name, c->ids, cluster__mship_self(c->m), name, sizeof(name));
     cluster__uid_hex(cluster__ids_at(c->ids, cluster__mship_self(c->m))->uid, uid);
     ukko_logf(UKKO_LOG_INFO, "cluster",
               UKKO_FIELDS(UKKO_FS("node", name), UKKO_FS("uid", uid),
                           UKKO_FI("seeds", c->cc->seed_nodes.n),
+                          UKKO_FB("bootstrap", c->bootstrap != NULL),
                           UKKO_FB("encrypted", !c->keyring.insecure)),
               "membership started as %s (uid %s)", name, uid);
     cluster__transport_rearm(c);
@@ -258,7 +304,9 @@ void ukko_cluster_stop(ukko_cluster_t *c)
     if (c->started && cluster__mship_self_status(c->m) < UKKO_MEMBER_DOWN)
         cluster__mship_leave(c->m);
     c->stopped = true;
+    cluster__bootstrap_stop(c->bootstrap);
     ev_timer_stop(c->loop, &c->leave_flush);
+    ev_timer_stop(c->loop, &c->leave_deadline);
     if (c->keyring_watching) {
         ev_stat_stop(c->loop, &c->keyring_watch);
         c->keyring_watching = false;
@@ -271,40 +319,11 @@ void ukko_cluster_free(ukko_cluster_t *c)
     if (!c)
         return;
     ukko_cluster_stop(c);
+    cluster__bootstrap_free(c->bootstrap);
     cluster__mship_free(c->m);
     cluster__ids_free(c->ids);
     memset(&c->keyring, 0, sizeof(c->keyring));
     free(c);
-}
-
-static void on_leave_flushed(struct ev_loop *loop, ev_timer *w, int revents)
-{
-    (void)loop;
-    (void)revents;
-    ukko_cluster_t *c = w->data;
-    ukko_cluster_stop(c);
-    ukko_node_stop_continue(c->node);
-}
-
-int ukko_cluster_stop_hook(ukko_node_t *node, void *ud)
-{
-    (void)node;
-    ukko_cluster_t *c = ud;
-    if (!c->started || c->stopped || !cluster__mship_in_cluster(c->m) ||
-        cluster__mship_self_status(c->m) >= UKKO_MEMBER_DOWN) {
-        ukko_cluster_stop(c);
-        return 0;
-    }
-    /* Announce Exiting, then keep gossiping for a few rounds so the news
-     * is out before the sockets close. */
-    cluster__mship_leave(c->m);
-    cluster__transport_rearm(c);
-    ev_timer_init(&c->leave_flush, on_leave_flushed,
-                  (double)(c->params.gossip_interval_ms * 3) / 1000.0, 0.);
-    c->leave_flush.data = c;
-    ev_timer_start(c->loop, &c->leave_flush);
-    ukko_log(UKKO_LOG_INFO, "cluster", "leaving the cluster (Exiting)");
-    return 1;
 }
 
 int ukko_cluster_self_status(const ukko_cluster_t *c)
@@ -320,6 +339,9 @@ bool ukko_cluster_ready_check(void *ud, char *why, size_t whylen)
         return true;
     if (!c->started || c->stopped)
         snprintf(why, whylen, "membership is not running");
+    else if (!cluster__mship_in_cluster(c->m) && c->bootstrap)
+        snprintf(why, whylen, "not yet a member: bootstrap: %s",
+                 cluster__bootstrap_why(c->bootstrap));
     else if (!cluster__mship_in_cluster(c->m))
         snprintf(why, whylen, "not yet a member: joining through cluster.seed-nodes");
     else if (s == UKKO_MEMBER_JOINING)

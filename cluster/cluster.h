@@ -5,6 +5,7 @@
 #ifndef UKKO_CLUSTER_H
 #define UKKO_CLUSTER_H
 
+#include "discovery.h"
 #include "ukko.h"
 
 #ifdef __cplusplus
@@ -25,6 +26,18 @@ typedef enum {
 
 /* "Joining", "WeaklyUp", "Up", ... as Pekko writes them (static storage). */
 const char *ukko_member_status_name(int status);
+
+/* Cluster bootstrap from discovery (keys cluster.bootstrap.*, Pekko
+ * Management's names; see docs/bootstrap.md). */
+typedef struct ukko_cluster_bootstrap_config {
+    int64_t required_contact_point_nr; /* answers needed before forming */
+    int64_t expected_contact_point_nr; /* 0: spec.replicas of the StatefulSet, if readable */
+    int64_t stable_margin_ms;          /* the set unchanged this long (size not known) */
+    int64_t probe_interval_ms;         /* each contact point asked this often */
+    int64_t probing_failure_timeout_ms; /* an answer counts this long */
+    bool new_cluster_enabled;          /* false: only ever join an existing cluster */
+    bool contact_with_all_contact_points; /* every discovered point must have answered */
+} ukko_cluster_bootstrap_config_t;
 
 /* The settings of cluster/ (keys cluster.*). Strings and lists are owned by
  * the config they were registered with. */
@@ -54,6 +67,7 @@ typedef struct ukko_cluster_config {
     int64_t removed_after_ms;
     int64_t max_members;
     int64_t max_sync_bytes;
+    ukko_cluster_bootstrap_config_t bootstrap;
 } ukko_cluster_config_t;
 
 /* Registers the cluster.* keys, storing into cc (not owned; must outlive the
@@ -76,6 +90,13 @@ ukko_cluster_t *ukko_cluster_new(ukko_node_t *node, const ukko_cluster_config_t 
 /* Binds UDP and TCP on cluster.hostname:cluster.port and begins joining
  * (or forms the cluster). Returns 0 or a negative UKKO_E* (logged). */
 int ukko_cluster_start(ukko_cluster_t *c);
+/* Makes the cluster bootstrap through discovery (dc, not owned, must outlive
+ * the cluster) instead of cluster.seed-nodes: see docs/bootstrap.md. Call
+ * before ukko_cluster_start; mgmt_port is this node's management port (how
+ * it finds itself among the contact points). Returns 0, or < 0 (logged)
+ * when discovery cannot be set up. Loop thread. */
+int ukko_cluster_use_discovery(ukko_cluster_t *c, const ukko_discovery_config_t *dc,
+                               int mgmt_port);
 /* Tells the others this node is leaving (Exiting) and stops every watcher.
  * Safe to call twice. */
 void ukko_cluster_stop(ukko_cluster_t *c);

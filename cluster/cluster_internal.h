@@ -369,8 +369,35 @@ void cluster__mship_unreachable(cluster__mship_t *m, const cluster__addr_t *peer
  * tells at once that their process died): the k that follow it in address
  * order. Writes up to k address ids; returns how many. */
 size_t cluster__mship_watch_targets(const cluster__mship_t *m, uint32_t *addr_ids, size_t k);
-/* Announces a leave (self Exiting) and queues it for gossip. */
+/* Announces a leave (self Exiting) and queues it for gossip: the last step
+ * of a leave, or all of it when the leader did not act in time. */
 void cluster__mship_leave(cluster__mship_t *m);
+
+/* ---- bootstrap and leave (issue 5): joining through seeds found late, and
+ * the leader-coordinated leave. */
+
+/* Begins without forming or joining: bootstrap calls _join or _form later. */
+void cluster__mship_start_wait(cluster__mship_t *m);
+/* Joins through seeds (replacing any earlier ones); never forms. Returns 0,
+ * or UKKO_ENOMEM. No-op once in the cluster. */
+int cluster__mship_join(cluster__mship_t *m, const cluster__addr_t *seeds, size_t nseeds);
+/* Forms a new cluster of this node alone (Up). No-op once in the cluster. */
+void cluster__mship_form(cluster__mship_t *m);
+/* Self Up/WeaklyUp/Joining -> Leaving, told to the members first hand: the
+ * leader moves it to Exiting once every member has seen it (Pekko's leave). */
+void cluster__mship_leaving(cluster__mship_t *m);
+/* The last words of a node that leaves: its Exiting and its removal, sent
+ * first hand to every member (in that order, in one packet each), so they
+ * list it Removed at once instead of finding it gone. */
+void cluster__mship_farewell(cluster__mship_t *m);
+/* An operator's Leave of member a (PUT /cluster/members/{a}): it becomes
+ * Leaving, is told so, and leaves. 0, UKKO_ENOENT (no such member) or
+ * UKKO_EINVAL (already leaving or out). For this node itself, use
+ * cluster__mship_leaving. */
+int cluster__mship_op_leave(cluster__mship_t *m, const cluster__addr_t *a);
+/* An operator's Down of member a (this node included): Down at once, told
+ * to every member. 0, UKKO_ENOENT or UKKO_EINVAL (already Down). */
+int cluster__mship_op_down(cluster__mship_t *m, const cluster__addr_t *a);
 /* Records n bytes received that failed before the core (auth, decode). */
 cluster__stats_t *cluster__mship_stats(cluster__mship_t *m);
 

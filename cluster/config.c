@@ -55,8 +55,9 @@ static int check_name(const cJSON *v, char *why, size_t whylen)
 #define CC(f) offsetof(ukko_cluster_config_t, f)
 static const ukko_cfg_key_t cluster_keys[] = {
     {"cluster.hostname", UKKO_CFG_STRING, CC(hostname), "\"\"", 0, 0, NULL, NULL,
-     "Address this node gossips on and tells the others; \"\" picks this host's first "
-     "non-loopback IPv4 address."},
+     "Address this node gossips on and tells the others (the pod IP: the manifests set it "
+     "from status.podIP); \"\" picks, in a pod, the address its hostname resolves to, else "
+     "this host's first non-loopback IPv4 address."},
     {"cluster.port", UKKO_CFG_INT, CC(port), "7355", 1, 65535, NULL, NULL,
      "Port for gossip (UDP) and state sync (TCP)."},
     {"cluster.name", UKKO_CFG_STRING, CC(name), "\"ukko\"", 0, 0, NULL, check_name,
@@ -65,7 +66,7 @@ static const ukko_cfg_key_t cluster_keys[] = {
      check_roles, "Roles of this node (Pekko's cluster roles)."},
     {"cluster.seed-nodes", UKKO_CFG_STRLIST, CC(seed_nodes), "[]", 0, 64, NULL, check_seeds,
      "\"host:port\" of members to join through; a node listed first that finds none forms "
-     "the cluster; empty: this node forms its own."},
+     "the cluster; empty (the usual): bootstrap through discovery (docs/bootstrap.md)."},
     {"cluster.keyring-path", UKKO_CFG_STRING, CC(keyring_path), "null", 0, 0, NULL, NULL,
      "JSON list of base64 AES-256 keys (first sends, all receive), re-read when it changes."},
     {"cluster.insecure", UKKO_CFG_BOOL, CC(insecure), "false", 0, 0, NULL, NULL,
@@ -113,11 +114,49 @@ static const ukko_cfg_key_t cluster_keys[] = {
     {"cluster.max-sync-bytes", UKKO_CFG_INT, CC(max_sync_bytes), "8388608", 65536, 1073741824,
      NULL, NULL, "Largest state-sync frame, in bytes."},
 };
+
+/* Bootstrap (docs/bootstrap.md): Pekko Management's names, flattened under
+ * cluster.bootstrap. Defaults are faster than Pekko's (5 s margin, 1 s
+ * probes) because discovery watches: a new pod reaches every node within
+ * milliseconds, not a refresh interval. */
+static const ukko_cfg_key_t bootstrap_keys[] = {
+    {"cluster.bootstrap.required-contact-point-nr", UKKO_CFG_INT,
+     CC(bootstrap.required_contact_point_nr), "2", 1, 100000, NULL, NULL,
+     "Contact points that must have answered before the lowest of them forms a new cluster."},
+    {"cluster.bootstrap.expected-contact-point-nr", UKKO_CFG_INT,
+     CC(bootstrap.expected_contact_point_nr), "0", 0, 100000, NULL, NULL,
+     "Contact points expected at a cold start: once all answered, the lowest forms at once. "
+     "0: spec.replicas of the StatefulSet that owns the pod, when RBAC allows reading it; else "
+     "the stable margin decides."},
+    {"cluster.bootstrap.stable-margin", UKKO_CFG_DURATION, CC(bootstrap.stable_margin_ms),
+     "\"3s\"", 0, 3600000, NULL, NULL,
+     "When the expected number is not known (or not reached): the set of contact points must "
+     "be unchanged this long before the lowest forms a new cluster (Pekko: 5s)."},
+    {"cluster.bootstrap.probe-interval", UKKO_CFG_DURATION, CC(bootstrap.probe_interval_ms),
+     "\"200ms\"", 10, 60000, NULL, NULL,
+     "Each contact point's GET /bootstrap/seed-nodes is asked this often until this node is "
+     "a member (Pekko: 1s)."},
+    {"cluster.bootstrap.probing-failure-timeout", UKKO_CFG_DURATION,
+     CC(bootstrap.probing_failure_timeout_ms), "\"3s\"", 100, 600000, NULL, NULL,
+     "A contact point's answer counts this long; one that has not answered within it is not "
+     "counted (and one probe may take this long)."},
+    {"cluster.bootstrap.new-cluster-enabled", UKKO_CFG_BOOL, CC(bootstrap.new_cluster_enabled),
+     "true", 0, 0, NULL, NULL,
+     "false: never form a new cluster, only join one a contact point reports (e.g. while "
+     "rolling out to an existing cluster)."},
+    {"cluster.bootstrap.contact-with-all-contact-points", UKKO_CFG_BOOL,
+     CC(bootstrap.contact_with_all_contact_points), "true", 0, 0, NULL, NULL,
+     "A new cluster is formed only when every discovered contact point has answered."},
+};
 #undef CC
 
 int ukko_cluster_config_register(ukko_config_t *cfg, ukko_cluster_config_t *cc)
 {
-    return ukko_config_add(cfg, cluster_keys, sizeof(cluster_keys) / sizeof(cluster_keys[0]), cc);
+    int rc = ukko_config_add(cfg, cluster_keys, sizeof(cluster_keys) / sizeof(cluster_keys[0]), cc);
+    if (rc == 0)
+        rc = ukko_config_add(cfg, bootstrap_keys,
+                             sizeof(bootstrap_keys) / sizeof(bootstrap_keys[0]), cc);
+    return rc;
 }
 
 bool ukko_cluster_configured(const ukko_cluster_config_t *cc)

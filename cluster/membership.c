@@ -594,9 +594,8 @@ void ms__form(cluster__mship_t *m)
     ukko_log(UKKO_LOG_INFO, "cluster", "formed a new cluster: this node is its first member (Up)");
 }
 
-void cluster__mship_start(cluster__mship_t *m)
+void ms__start_clocks(cluster__mship_t *m, int64_t now)
 {
-    int64_t now = ms__now(m);
     m->started = true;
     /* Spread the periodic work of many nodes started together. */
     m->next_probe = now + (int64_t)(ms__rand(m) % (uint64_t)m->p.probe_interval_ms);
@@ -606,6 +605,12 @@ void cluster__mship_start(cluster__mship_t *m)
     m->next_reap = now + 1000;
     m->next_poll = now;
     m->expected = now;
+}
+
+void cluster__mship_start(cluster__mship_t *m)
+{
+    int64_t now = ms__now(m);
+    ms__start_clocks(m, now);
     bool others = false;
     for (size_t i = 0; i < m->nseeds; i++)
         if (cluster__ids_addr(m->ids, &m->seeds[i]) != m->self_addr)

@@ -126,6 +126,8 @@ bool ms__usable(const cluster__mship_t *m, const cluster__member_t *mem);
 void ms__header(cluster__mship_t *m, ukko_wire_w_t *w, uint8_t kind, uint8_t flags);
 bool ms__is_retired(const cluster__mship_t *m, uint32_t ident);
 void ms__form(cluster__mship_t *m);
+/* Arms the periodic work of a started core (probe, gossip, sync, reap). */
+void ms__start_clocks(cluster__mship_t *m, int64_t now);
 void ms__refute_suspicion(cluster__mship_t *m, uint32_t inc);
 
 /* gossip.c */

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 void cluster__uid_hex(const uint8_t *uid, char *out)
 {
@@ -167,11 +168,143 @@ static void route_members(const ukko_http_request_t *req, ukko_http_response_t *
     cJSON_Delete(o);
 }
 
+static void reply_message(ukko_http_response_t *res, int status, const char *msg)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "message", msg);
+    ukko_http_reply_json(res, status, o);
+    cJSON_Delete(o);
+}
+
+/* GET /bootstrap/seed-nodes (Pekko Management's shape): the members a
+ * joining node can join through, Joining, WeaklyUp and Up ones that are
+ * reachable; none until this node is a member, and none once it is on its
+ * way out (a Leaving, Exiting or Down node is no door into the cluster). */
+static void route_seed_nodes(const ukko_http_request_t *req, ukko_http_response_t *res, void *ud)
+{
+    (void)req;
+    ukko_cluster_t *c = ud;
+    cluster__mship_t *m = c->m;
+    char name[160];
+    cJSON *root = cJSON_CreateObject();
+    cluster__node_name(c->cc->name, c->ids, cluster__mship_self(m), name, sizeof(name));
+    cJSON_AddStringToObject(root, "selfNode", name);
+    cJSON *seeds = cJSON_AddArrayToObject(root, "seedNodes");
+    if (c->started && !c->stopped && cluster__mship_in_cluster(m) &&
+        cluster__mship_self_status(m) < UKKO_MEMBER_LEAVING) {
+        for (size_t i = 0; i < cluster__mship_count(m); i++) {
+            const cluster__member_t *mem = cluster__mship_at(m, i);
+            if (mem->status > UKKO_MEMBER_UP || mem->live != CLUSTER__ALIVE)
+                continue;
+            cJSON_AddItemToArray(seeds, member_json(c, mem));
+        }
+    }
+    ukko_http_reply_json(res, 200, root);
+    cJSON_Delete(root);
+}
+
+/* The value of field `key` in a form body or a query ("a=b&c=d"), decoded
+ * of '+' and %XX, into out; false when absent. */
+static bool form_field(const char *s, size_t n, const char *key, char *out, size_t outlen)
+{
+    size_t kl = strlen(key);
+    for (size_t i = 0; i < n;) {
+        size_t end = i;
+        while (end < n && s[end] != '&')
+            end++;
+        if (end - i > kl && !strncmp(s + i, key, kl) && s[i + kl] == '=') {
+            size_t o = 0;
+            for (size_t j = i + kl + 1; j < end && o + 1 < outlen; j++) {
+                char ch = s[j];
+                if (ch == '+')
+                    ch = ' ';
+                else if (ch == '%') {
+                    if (j + 2 >= end)
+                        return false;
+                    char hex[3] = {s[j + 1], s[j + 2], 0};
+                    char *e;
+                    long v = strtol(hex, &e, 16);
+                    if (*e)
+                        return false;
+                    ch = (char)v;
+                    j += 2;
+                }
+                out[o++] = ch;
+            }
+            out[o] = '\0';
+            return true;
+        }
+        i = end + 1;
+    }
+    return false;
+}
+
+/* PUT /cluster/members/{address} with operation=Leave or operation=Down (a
+ * form field, as Pekko Management takes it), and DELETE (Leave): only with
+ * the management token. */
+static void route_member_op(const ukko_http_request_t *req, ukko_http_response_t *res, void *ud)
+{
+    ukko_cluster_t *c = ud;
+    if (!ukko_node_authorize(c->node, req, res))
+        return;
+    const char *rest = req->path + strlen("/cluster/members");
+    while (*rest == '/')
+        rest++;
+    char op[32] = "";
+    if (!strcmp(req->method, "DELETE"))
+        snprintf(op, sizeof(op), "Leave");
+    else if (!form_field(req->body ? req->body : "", req->body_len, "operation", op, sizeof(op)))
+        form_field(req->query, strlen(req->query), "operation", op, sizeof(op));
+    bool leave = !strcasecmp(op, "leave"), down = !strcasecmp(op, "down");
+    if (!leave && !down) {
+        reply_message(res, 400,
+                      "Operation not supported: send the form field operation=Leave or "
+                      "operation=Down");
+        return;
+    }
+    const char *at = strrchr(rest, '@');
+    const char *hostport = at ? at + 1 : rest;
+    cluster__addr_t a;
+    const cluster__member_t *mem = NULL;
+    if (*rest && cluster__addr_parse(hostport, 0, &a) == 0 && a.port)
+        mem = cluster__mship_find(c->m, &a);
+    char msg[400];
+    if (!mem || mem->status == UKKO_MEMBER_REMOVED) {
+        snprintf(msg, sizeof(msg), "Member [%s] not found", rest);
+        reply_message(res, 404, msg);
+        return;
+    }
+    char name[160];
+    cluster__node_name(c->cc->name, c->ids, mem->ident, name, sizeof(name));
+    bool self = mem->ident == cluster__mship_self(c->m);
+    ukko_logf(UKKO_LOG_WARN, "cluster",
+              UKKO_FIELDS(UKKO_FS("member", name), UKKO_FS("operation", leave ? "Leave" : "Down"),
+                          UKKO_FS("peer", req->peer)),
+              "operator asked %s of %s (from %s)", leave ? "Leave" : "Down", name, req->peer);
+    if (leave && self) {
+        /* This node's own leave is its orderly stop: the stop hook leaves. */
+        ukko_node_stop(c->node, "asked to leave the cluster (PUT /cluster/members)");
+    } else if (leave) {
+        cluster__mship_op_leave(c->m, &a);
+    } else {
+        cluster__mship_op_down(c->m, &a);
+    }
+    cluster__transport_rearm(c);
+    snprintf(msg, sizeof(msg), "%s %s", leave ? "Leaving" : "Downing", name);
+    reply_message(res, 200, msg);
+}
+
 int cluster__routes_register(ukko_cluster_t *c, ukko_http_server_t *srv)
 {
     int rc = ukko_http_route(srv, "GET", "/cluster/members", route_members, c);
     if (rc == 0)
         rc = ukko_http_route(srv, "GET", "/cluster/members/*", route_members, c);
+    if (rc == 0)
+        rc = ukko_http_route(srv, "PUT", "/cluster/members/*", route_member_op, c);
+    if (rc == 0)
+        rc = ukko_http_route(srv, "DELETE", "/cluster/members/*", route_member_op, c);
+    if (rc == 0)
+        rc = ukko_http_route(srv, "GET", "/bootstrap/seed-nodes", route_seed_nodes, c);
     return rc;
 }
 

@@ -43,9 +43,18 @@ struct ukko_cluster {
     } watch[RT_WATCH];
     rt_conn_t *conns;
     size_t nconns;
+
+    /* bootstrap through discovery (NULL: cluster.seed-nodes) and the leave */
+    struct cluster__bootstrap *bootstrap;
+    bool leaving;   /* the stop hook leaves: Leaving, then Exiting, then gone */
+    bool exiting;   /* Exiting: flushing it, then the farewell */
+    ev_timer leave_deadline;
     uint8_t *rxbuf, *txbuf, *body; /* RT_UDP_BUF each */
     bool started, stopped;
 };
+
+/* leave.c: this node's own status changed (from env.changed). */
+void cluster__leave_self_changed(ukko_cluster_t *c, int old_status, int status);
 
 /* transport_ev.c */
 int cluster__transport_start(ukko_cluster_t *c);

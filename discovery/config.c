@@ -5,9 +5,11 @@
 #include "discovery_internal.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
-static const char *const method_choices[] = {"kubernetes-api", "static", NULL};
+/* In the order of ukko_discovery_method_t. */
+static const char *const method_choices[] = {"kubernetes-api", "static", "auto", NULL};
 
 /* A selector is URL-encoded later; here only the %s placeholder is checked,
  * so that snprintf never sees a directive it would read arguments for. */
@@ -77,10 +79,13 @@ static int check_static_points(const cJSON *v, char *why, size_t whylen)
 #define SA "/var/run/secrets/kubernetes.io/serviceaccount/"
 #define DC(f) offsetof(ukko_discovery_config_t, f)
 static const ukko_cfg_key_t discovery_keys[] = {
-    {"discovery.method", UKKO_CFG_ENUM, DC(method), "\"kubernetes-api\"", 0, 0, method_choices,
-     NULL, "kubernetes-api (list pods by label, in a pod) or static (a fixed list, local runs)."},
+    {"discovery.method", UKKO_CFG_ENUM, DC(method), "\"auto\"", 0, 0, method_choices, NULL,
+     "kubernetes-api (list pods by label, in a pod), static (a fixed list, local runs) or auto: "
+     "kubernetes-api when KUBERNETES_SERVICE_HOST or discovery.kubernetes-api.api-server is "
+     "set, else static."},
     {"discovery.refresh-interval", UKKO_CFG_DURATION, DC(refresh_interval_ms), "\"5s\"", 100,
-     3600000, NULL, NULL, "Time between lookups while discovery refreshes (bootstrap)."},
+     3600000, NULL, NULL,
+     "Time between lookups while discovery refreshes (bootstrap) without a watch."},
     {"discovery.backoff-min", UKKO_CFG_DURATION, DC(backoff_min_ms), "\"500ms\"", 10, 600000,
      NULL, NULL, "Delay before the first retry of a failed lookup; doubles on each failure."},
     {"discovery.backoff-max", UKKO_CFG_DURATION, DC(backoff_max_ms), "\"30s\"", 10, 3600000,
@@ -117,12 +122,28 @@ static const ukko_cfg_key_t discovery_keys[] = {
     {"discovery.kubernetes-api.max-response-bytes", UKKO_CFG_INT, DC(k8s.max_response_bytes),
      "67108864", 4096, 1073741824, NULL, NULL,
      "Largest pod list accepted (bytes, after decompression); larger fails the lookup."},
+    {"discovery.kubernetes-api.watch", UKKO_CFG_BOOL, DC(k8s.watch), "true", 0, 0, NULL, NULL,
+     "While bootstrap runs, follow the pods with a watch=true stream (changes arrive at once) "
+     "instead of a lookup every refresh-interval."},
+    {"discovery.kubernetes-api.pod-name", UKKO_CFG_STRING, DC(k8s.pod_name), "null", 0, 0, NULL,
+     check_nonempty,
+     "This pod's name, to find the StatefulSet that owns it (its spec.replicas is the expected "
+     "number of contact points); null: $HOSTNAME, which is the pod's name in a pod."},
     {"discovery.static.contact-points", UKKO_CFG_STRLIST, DC(static_.contact_points), "[]", 0,
      1024, NULL, check_static_points,
      "For method static: the contact points, \"host:port\" (IPv6 as \"[addr]:port\")."},
 };
 #undef DC
 #undef SA
+
+int ukko_discovery_method(const ukko_discovery_config_t *dc)
+{
+    if (dc->method != UKKO_DISCOVERY_AUTO)
+        return dc->method;
+    const char *host = getenv("KUBERNETES_SERVICE_HOST");
+    return (host && *host) || dc->k8s.api_server ? UKKO_DISCOVERY_KUBERNETES_API
+                                                  : UKKO_DISCOVERY_STATIC;
+}
 
 int ukko_discovery_config_register(ukko_config_t *cfg, ukko_discovery_config_t *dc)
 {

@@ -18,6 +18,16 @@ typedef struct waiter {
     void *ud;
 } waiter_t;
 
+/* A GET of a contact point (ukko_discovery_get), listed so that freeing the
+ * discovery cancels it. */
+struct ukko_discovery_get {
+    ukko_discovery_t *d;
+    discovery__fetch_t *fetch;
+    ukko_discovery_get_cb cb;
+    void *ud;
+    struct ukko_discovery_get *prev, *next;
+};
+
 struct ukko_discovery {
     const ukko_discovery_config_t *dc;
     struct ev_loop *loop;
@@ -56,6 +66,26 @@ struct ukko_discovery {
     ukko_contact_points_t last;
     int64_t last_at_ms;
     uint64_t rng;
+    int method; /* resolved: KUBERNETES_API or STATIC */
+
+    /* the watch that follows a successful lookup of a running refresh */
+    discovery__watch_t *watch;
+    char watch_rv[64];       /* resourceVersion to resume from */
+    ukko_contact_points_t watched; /* the set as the events left it */
+    bool fresh;              /* the set is current (see ukko_discovery_fresh) */
+    uint64_t watches;        /* streams started */
+
+    /* the expected size */
+    discovery__owner_t *owner;
+    ukko_discovery_expected_cb expected_cb;
+    void *expected_ud;
+    ev_timer expected_deliver;
+    ev_timer reaper; /* frees a discovery freed inside a callback chain */
+    int expected_replicas;
+    char expected_why[700];
+    bool expected_ready;
+
+    ukko_discovery_get_t *gets;
 
     /* metrics (loop thread only, as the collector is) */
     uint64_t lookups;
@@ -97,10 +127,37 @@ static uint64_t next_rand(ukko_discovery_t *d)
 
 /* ---------------------------------------------------------- delivering */
 
+static void really_free(ukko_discovery_t *d);
+
+/* A discovery freed from inside one of its callbacks that libcurl's or a
+ * watch's call chain leads to: released from the loop once that chain has
+ * returned. */
+static void on_reap(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    really_free(w->data);
+}
+
+static void reap_later(ukko_discovery_t *d)
+{
+    if (d->dead && d->dispatching == 0 && !ev_is_active(&d->reaper)) {
+        ev_timer_set(&d->reaper, 0., 0.);
+        ev_timer_start(d->loop, &d->reaper);
+    }
+}
+
 static void really_free(ukko_discovery_t *d)
 {
+    ev_timer_stop(d->loop, &d->reaper);
     ev_timer_stop(d->loop, &d->deliver);
     ev_timer_stop(d->loop, &d->refresh);
+    ev_timer_stop(d->loop, &d->expected_deliver);
+    while (d->gets)
+        ukko_discovery_get_cancel(d, d->gets);
+    discovery__owner_cancel(d->owner);
+    discovery__watch_free(d->watch);
+    ukko_discovery_points_destroy(&d->watched);
     discovery__k8s_free(d->k8s);
     discovery__http_free(d->http);
     ukko_discovery_points_destroy(&d->static_points);
@@ -248,7 +305,7 @@ static void begin(ukko_discovery_t *d)
     d->in_flight = true;
     d->lookups++;
     d->pending.started_ms = ukko_now_ms();
-    if (d->dc->method == UKKO_DISCOVERY_STATIC) {
+    if (d->method == UKKO_DISCOVERY_STATIC) {
         ukko_contact_points_t copy = {0};
         ukko_discovery_result_t res = {.points = &copy};
         if (ukko_discovery_points_copy(&copy, &d->static_points) < 0) {
@@ -307,12 +364,34 @@ static int64_t backoff_ms(ukko_discovery_t *d)
     return base - half + (half > 0 ? (int64_t)(next_rand(d) % (uint64_t)(half + 1)) : 0);
 }
 
+static void start_watch(ukko_discovery_t *d);
+
+/* Reports the set to on_change when it differs from the last reported. */
+static void report(ukko_discovery_t *d, const ukko_discovery_result_t *res)
+{
+    if (d->reported && ukko_discovery_points_equal(&d->reported_points, res->points))
+        return;
+    ukko_discovery_points_destroy(&d->reported_points);
+    if (ukko_discovery_points_copy(&d->reported_points, res->points) < 0) {
+        ukko_log(UKKO_LOG_ERROR, DISCOVERY_LOG, "out of memory keeping the contact points");
+        return;
+    }
+    d->reported = true;
+    d->on_change(d, res, d->change_ud);
+}
+
+static bool watching(const ukko_discovery_t *d)
+{
+    return d->k8s && d->dc->k8s.watch;
+}
+
 static void on_refresh_result(ukko_discovery_t *d, const ukko_discovery_result_t *res, void *ud)
 {
     (void)ud;
     if (!d->running)
         return;
     if (res->status < 0) {
+        d->fresh = false;
         d->failures_in_row++;
         int64_t ms = backoff_ms(d);
         char t[32];
@@ -325,16 +404,142 @@ static void on_refresh_result(ukko_discovery_t *d, const ukko_discovery_result_t
         return;
     }
     d->failures_in_row = 0;
-    schedule(d, d->interval_ms);
-    if (d->reported && ukko_discovery_points_equal(&d->reported_points, res->points))
+    d->fresh = true;
+    if (watching(d) && res->stats && res->stats->resource_version[0]) {
+        /* From here on the watch brings every change: no more lookups
+         * unless it breaks. */
+        snprintf(d->watch_rv, sizeof(d->watch_rv), "%s", res->stats->resource_version);
+        ukko_discovery_points_destroy(&d->watched);
+        if (ukko_discovery_points_copy(&d->watched, res->points) == 0)
+            start_watch(d);
+        else
+            schedule(d, d->interval_ms);
+    } else {
+        schedule(d, d->interval_ms);
+    }
+    report(d, res);
+}
+
+/* -------------------------------------------------------------- watch */
+
+/* Puts (or, when point is NULL, takes out) the pod named pod in the
+ * watched set; true when the set changed. */
+static bool apply_point(ukko_discovery_t *d, const char *pod, const char *host, int port)
+{
+    ukko_contact_points_t *w = &d->watched;
+    for (size_t i = 0; i < w->n; i++) {
+        if (strcmp(w->v[i].pod, pod))
+            continue;
+        if (host && !strcmp(w->v[i].host, host) && w->v[i].port == port)
+            return false;
+        free(w->v[i].pod);
+        w->v[i] = w->v[--w->n];
+        break;
+    }
+    if (host) {
+        size_t alloc = w->n; /* push grows it */
+        if (discovery__points_push(w, &alloc, pod, host, port) < 0) {
+            ukko_log(UKKO_LOG_ERROR, DISCOVERY_LOG, "out of memory following the watch");
+            return false;
+        }
+    }
+    discovery__points_sort(w);
+    return true;
+}
+
+static void on_watch_event(void *ud, const ukko_watch_event_t *ev)
+{
+    ukko_discovery_t *d = ud;
+    if (d->dead)
         return;
-    ukko_discovery_points_destroy(&d->reported_points);
-    if (ukko_discovery_points_copy(&d->reported_points, res->points) < 0) {
-        ukko_log(UKKO_LOG_ERROR, DISCOVERY_LOG, "out of memory keeping the contact points");
+    if (ev->resource_version[0])
+        snprintf(d->watch_rv, sizeof(d->watch_rv), "%s", ev->resource_version);
+    bool changed = false;
+    switch (ev->type) {
+    case UKKO_WATCH_ADDED:
+    case UKKO_WATCH_MODIFIED:
+        if (ev->pod[0])
+            changed = apply_point(d, ev->pod, ev->kept ? ev->host : NULL, ev->port);
+        break;
+    case UKKO_WATCH_DELETED:
+        if (ev->pod[0])
+            changed = apply_point(d, ev->pod, NULL, 0);
+        break;
+    case UKKO_WATCH_ERROR:
+        ukko_logf(UKKO_LOG_INFO, DISCOVERY_LOG, UKKO_FIELDS(UKKO_FI("code", ev->code)),
+                  "the watch of the pods ended with an error event (code %d): listing again",
+                  ev->code);
+        discovery__watch_stop(d->watch);
+        d->watch_rv[0] = '\0';
+        schedule(d, 0);
+        return;
+    default:
+        break;
+    }
+    if (!changed)
+        return;
+    ukko_discovery_points_destroy(&d->last);
+    if (ukko_discovery_points_copy(&d->last, &d->watched) < 0)
+        ukko_log(UKKO_LOG_ERROR, DISCOVERY_LOG, "out of memory keeping the last result");
+    d->last_at_ms = ukko_now_ms();
+    ukko_logf(UKKO_LOG_INFO, DISCOVERY_LOG,
+              UKKO_FIELDS(UKKO_FI("contact_points", d->watched.n), UKKO_FS("pod", ev->pod)),
+              "%zu contact point(s) after a change to pod %s (watch)", d->watched.n, ev->pod);
+    ukko_discovery_result_t res = {.status = 0, .failure = UKKO_DISCOVERY_OK,
+                                   .http_status = 200, .points = &d->watched};
+    d->dispatching++;
+    report(d, &res);
+    d->dispatching--;
+    reap_later(d);
+}
+
+static void on_watch_end(void *ud, int status, const char *why)
+{
+    ukko_discovery_t *d = ud;
+    if (!d->running || d->dead)
+        return;
+    if (status == 0) {
+        ukko_logf(UKKO_LOG_DEBUG, DISCOVERY_LOG, UKKO_FIELDS(UKKO_FS("rv", d->watch_rv)),
+                  "%s: resuming the watch", why);
+        start_watch(d);
         return;
     }
-    d->reported = true;
-    d->on_change(d, res, d->change_ud);
+    if (status == UKKO_EPROTO) {
+        d->watch_rv[0] = '\0';
+        schedule(d, 0); /* list again at once */
+        return;
+    }
+    d->fresh = false;
+    d->failures_in_row++;
+    int64_t ms = backoff_ms(d);
+    char t[32];
+    ukko_format_duration(ms, t, sizeof(t));
+    ukko_logf(UKKO_LOG_WARN, DISCOVERY_LOG,
+              UKKO_FIELDS(UKKO_FS("reason", "watch"), UKKO_FI("retry_in_ms", ms)),
+              "%s; listing the pods again in %s", why, t);
+    schedule(d, ms);
+}
+
+static void start_watch(ukko_discovery_t *d)
+{
+    char why[1024];
+    if (!d->watch)
+        d->watch = discovery__watch_new(d->k8s, d->http, d->loop,
+                                        (size_t)d->dc->k8s.max_response_bytes);
+    int rc = d->watch ? discovery__watch_start(d->watch, d->watch_rv, on_watch_event,
+                                               on_watch_end, d, why, sizeof(why))
+                      : UKKO_ENOMEM;
+    if (rc == 0) {
+        d->watches++;
+        return;
+    }
+    if (!d->watch)
+        snprintf(why, sizeof(why), "out of memory");
+    d->fresh = false;
+    d->failures_in_row++;
+    ukko_logf(UKKO_LOG_WARN, DISCOVERY_LOG, UKKO_FIELDS(UKKO_FS("reason", "watch")),
+              "cannot watch the pods: %s; listing again", why);
+    schedule(d, backoff_ms(d));
 }
 
 static void on_refresh(struct ev_loop *loop, ev_timer *w, int revents)
@@ -342,7 +547,7 @@ static void on_refresh(struct ev_loop *loop, ev_timer *w, int revents)
     (void)loop;
     (void)revents;
     ukko_discovery_t *d = w->data;
-    if (!d->running || d->refresh_asked)
+    if (!d->running || d->refresh_asked || discovery__watch_active(d->watch))
         return;
     if (ukko_discovery_lookup(d, on_refresh_result, NULL) == 0)
         d->refresh_asked = true;
@@ -361,6 +566,7 @@ int ukko_discovery_start(ukko_discovery_t *d, int64_t interval_ms, ukko_discover
     d->change_ud = ud;
     d->failures_in_row = 0;
     d->reported = false;
+    d->fresh = false;
     schedule(d, 0);
     return 0;
 }
@@ -368,7 +574,14 @@ int ukko_discovery_start(ukko_discovery_t *d, int64_t interval_ms, ukko_discover
 void ukko_discovery_stop(ukko_discovery_t *d)
 {
     d->running = false;
+    d->fresh = false;
     ev_timer_stop(d->loop, &d->refresh);
+    discovery__watch_stop(d->watch);
+}
+
+bool ukko_discovery_fresh(const ukko_discovery_t *d)
+{
+    return d->running && d->fresh;
 }
 
 const ukko_contact_points_t *ukko_discovery_last(const ukko_discovery_t *d, int64_t *at_ms)
@@ -376,6 +589,139 @@ const ukko_contact_points_t *ukko_discovery_last(const ukko_discovery_t *d, int6
     if (at_ms)
         *at_ms = d->last_at_ms;
     return &d->last;
+}
+
+/* ------------------------------------------------------ expected size */
+
+static void on_expected_deliver(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    ukko_discovery_t *d = w->data;
+    if (!d->expected_ready)
+        return;
+    d->expected_ready = false;
+    ukko_discovery_expected_cb cb = d->expected_cb;
+    d->expected_cb = NULL;
+    d->dispatching++;
+    cb(d, d->expected_replicas, d->expected_why, d->expected_ud);
+    d->dispatching--;
+    reap_later(d);
+}
+
+static void expected_done(ukko_discovery_t *d, int replicas, const char *why)
+{
+    d->owner = NULL;
+    d->expected_replicas = replicas;
+    snprintf(d->expected_why, sizeof(d->expected_why), "%s", why ? why : "");
+    d->expected_ready = true;
+    ev_timer_stop(d->loop, &d->expected_deliver);
+    ev_timer_set(&d->expected_deliver, 0., 0.);
+    ev_timer_start(d->loop, &d->expected_deliver);
+}
+
+static void on_owner(void *ud, int replicas, const char *why)
+{
+    expected_done(ud, replicas, why);
+}
+
+int ukko_discovery_expected(ukko_discovery_t *d, ukko_discovery_expected_cb cb, void *ud)
+{
+    if (d->expected_cb)
+        return UKKO_EAGAIN;
+    d->expected_cb = cb;
+    d->expected_ud = ud;
+    if (!d->k8s) {
+        expected_done(d, 0, "discovery.method is static: no StatefulSet to ask");
+        return 0;
+    }
+    const char *pod = d->dc->k8s.pod_name ? d->dc->k8s.pod_name : getenv("HOSTNAME");
+    if (!pod || !*pod) {
+        expected_done(d, 0,
+                      "this pod's name is not known (set discovery.kubernetes-api.pod-name, or "
+                      "HOSTNAME as in a pod)");
+        return 0;
+    }
+    d->owner = discovery__owner_start(d->k8s, d->http, pod, on_owner, d);
+    if (!d->owner && !d->expected_ready)
+        expected_done(d, 0, "out of memory");
+    return 0;
+}
+
+/* ------------------------------------------------- contact point GETs */
+
+static void on_get_done(const discovery__fetch_result_t *r, void *ud)
+{
+    ukko_discovery_get_t *g = ud;
+    ukko_discovery_t *d = g->d;
+    if (g->prev)
+        g->prev->next = g->next;
+    else
+        d->gets = g->next;
+    if (g->next)
+        g->next->prev = g->prev;
+    ukko_discovery_reply_t rep = {.took_ms = r->took_ms};
+    if (r->curl == CURLE_OK) {
+        rep.http_status = (int)r->http;
+        rep.body = r->body->data;
+        rep.len = r->body->len;
+    } else {
+        rep.status = r->curl == CURLE_OPERATION_TIMEDOUT ? UKKO_ETIMEDOUT
+                     : r->too_large                     ? UKKO_E2BIG
+                                                        : UKKO_EAGAIN;
+        rep.body = "";
+        rep.error = r->detail;
+    }
+    ukko_discovery_get_cb cb = g->cb;
+    void *cud = g->ud;
+    free(g);
+    d->dispatching++;
+    if (!d->dead)
+        cb(d, &rep, cud);
+    d->dispatching--;
+    reap_later(d);
+}
+
+ukko_discovery_get_t *ukko_discovery_get(ukko_discovery_t *d, const ukko_contact_point_t *cp,
+                                         const char *path, int64_t timeout_ms, size_t max_bytes,
+                                         ukko_discovery_get_cb cb, void *ud)
+{
+    if (!d->http && !(d->http = discovery__http_new(d->loop)))
+        return NULL;
+    ukko_discovery_get_t *g = calloc(1, sizeof(*g));
+    if (!g)
+        return NULL;
+    char auth[96], url[1024];
+    ukko_discovery_authority(cp, auth, sizeof(auth));
+    snprintf(url, sizeof(url), "http://%s%s", auth, path);
+    g->d = d;
+    g->cb = cb;
+    g->ud = ud;
+    g->fetch = discovery__fetch_start(d->http, url, NULL, NULL, timeout_ms, max_bytes,
+                                      on_get_done, g);
+    if (!g->fetch) {
+        free(g);
+        return NULL;
+    }
+    g->next = d->gets;
+    if (d->gets)
+        d->gets->prev = g;
+    d->gets = g;
+    return g;
+}
+
+void ukko_discovery_get_cancel(ukko_discovery_t *d, ukko_discovery_get_t *g)
+{
+    if (!g)
+        return;
+    if (g->prev)
+        g->prev->next = g->next;
+    else
+        d->gets = g->next;
+    if (g->next)
+        g->next->prev = g->prev;
+    discovery__fetch_cancel(g->fetch);
+    free(g);
 }
 
 /* ----------------------------------------------------------- lifecycle */
@@ -388,6 +734,7 @@ ukko_discovery_t *ukko_discovery_new(const ukko_discovery_config_t *dc, struct e
         return NULL;
     d->dc = dc;
     d->loop = loop;
+    d->method = ukko_discovery_method(dc);
     d->default_port = default_port > 0 ? default_port : 8558;
     d->rng = (uint64_t)ukko_now_ms() * 0x9E3779B97F4A7C15ull ^ (uint64_t)getpid() ^
              (uint64_t)(uintptr_t)d;
@@ -397,7 +744,11 @@ ukko_discovery_t *ukko_discovery_new(const ukko_discovery_config_t *dc, struct e
     d->deliver.data = d;
     ev_init(&d->refresh, on_refresh);
     d->refresh.data = d;
-    if (dc->method == UKKO_DISCOVERY_STATIC) {
+    ev_init(&d->expected_deliver, on_expected_deliver);
+    d->expected_deliver.data = d;
+    ev_init(&d->reaper, on_reap);
+    d->reaper.data = d;
+    if (d->method == UKKO_DISCOVERY_STATIC) {
         char why[512];
         if (ukko_discovery_static_parse(&dc->static_.contact_points, &d->static_points, why,
                                         sizeof(why)) < 0) {
@@ -468,4 +819,11 @@ void ukko_discovery_metrics(ukko_buf_t *out, void *ud)
                      "Unix time of the last successful lookup (0: none yet).");
     ukko_prom_sample(out, "ukko_discovery_last_success_timestamp_seconds", NULL, NULL, 0,
                      d->last_success_wall);
+    ukko_prom_family(out, "ukko_discovery_watches_total", "counter",
+                     "Watch streams of the pods started (after a lookup, or resumed).");
+    ukko_prom_sample(out, "ukko_discovery_watches_total", NULL, NULL, 0, (double)d->watches);
+    ukko_prom_family(out, "ukko_discovery_watch_events_total", "counter",
+                     "Events received on the watch streams.");
+    ukko_prom_sample(out, "ukko_discovery_watch_events_total", NULL, NULL, 0,
+                     (double)discovery__watch_events(d->watch));
 }

@@ -21,6 +21,7 @@ struct discovery__k8s {
     const ukko_discovery_config_t *dc;
     discovery__http_t *http;
     ukko_podlist_filter_t filter;
+    char base[600]; /* https://host:port */
     char *url;
     char namespace_[254];
     char selector[512];
@@ -488,9 +489,9 @@ discovery__k8s_t *discovery__k8s_new(const ukko_discovery_config_t *dc, discover
     k->filter.port_name = dc->k8s.pod_port_name;
     k->filter.container_name = dc->k8s.container_name;
     k->filter.default_port = default_port;
-    char base[600];
+    char *base = k->base;
     char *ens = NULL, *esel = NULL;
-    int ok = base_url(dc, base, sizeof(base)) == 0 && find_namespace(k) == 0 &&
+    int ok = base_url(dc, base, sizeof(k->base)) == 0 && find_namespace(k) == 0 &&
              setup_easy(k) == 0;
     if (ok) {
         const char *sel = dc->k8s.pod_label_selector ? dc->k8s.pod_label_selector : "app=%s";
@@ -555,6 +556,43 @@ void discovery__k8s_cancel(discovery__k8s_t *k)
     k->in_flight = false;
     ukko_buf_destroy(&k->body);
     ukko_buf_init(&k->body, (size_t)k->dc->k8s.max_response_bytes);
+}
+
+int discovery__k8s_auth(discovery__k8s_t *k, const struct curl_slist **headers, char *why,
+                        size_t whylen)
+{
+    bool changed;
+    int rc = load_token(k, false, &changed, why, whylen);
+    if (rc == 0 && access(k->dc->k8s.api_ca_path, R_OK) < 0) {
+        int e = errno;
+        snprintf(why, whylen,
+                 "cannot read the CA file %s: %s (set discovery.kubernetes-api.api-ca-path; the "
+                 "API server is never contacted unverified)",
+                 k->dc->k8s.api_ca_path, strerror(e));
+        rc = -e;
+    }
+    *headers = rc == 0 ? k->headers : NULL;
+    return rc;
+}
+
+const char *discovery__k8s_ca(const discovery__k8s_t *k)
+{
+    return k->dc->k8s.api_ca_path;
+}
+
+int64_t discovery__k8s_timeout_ms(const discovery__k8s_t *k)
+{
+    return k->dc->k8s.resolve_timeout_ms;
+}
+
+const char *discovery__k8s_base(const discovery__k8s_t *k)
+{
+    return k->base;
+}
+
+const ukko_podlist_filter_t *discovery__k8s_filter(const discovery__k8s_t *k)
+{
+    return &k->filter;
 }
 
 const char *discovery__k8s_url(const discovery__k8s_t *k)

@@ -365,6 +365,9 @@ typedef struct pod {
     bool seen_cs, container_up;
     bool seen_containers;
     int port;
+    bool seen_rv, seen_code;
+    char rv[64]; /* metadata.resourceVersion ("" absent or too long) */
+    double code; /* a Status's code (watch ERROR events) */
 } pod_t;
 
 /* Scratch of the nested walks below. */
@@ -387,6 +390,15 @@ static int on_meta(scan_t *s, const char *key, void *ctx)
         if (rc < 0)
             return rc;
         p->name = rc == 0 ? 1 : 2;
+        return 0;
+    }
+    if (!strcmp(key, "resourceVersion") && !p->seen_rv) {
+        p->seen_rv = true;
+        int rc = read_string(s, p->rv, sizeof(p->rv));
+        if (rc < 0)
+            return rc;
+        if (rc == 1)
+            p->rv[0] = '\0';
         return 0;
     }
     if (!strcmp(key, "deletionTimestamp") && !p->seen_del) {
@@ -553,6 +565,11 @@ static int on_pod(scan_t *s, const char *key, void *ctx)
         rc = walk_object(s, on_spec, p);
         return rc < 0 ? rc : 0;
     }
+    if (!strcmp(key, "code") && !p->seen_code) {
+        p->seen_code = true; /* a Status in a watch's ERROR event; pods have none */
+        if (s->p < s->end && (*s->p == '-' || (*s->p >= '0' && *s->p <= '9')))
+            return lex_number(s, &p->code);
+    }
     return skip_value(s);
 }
 
@@ -570,6 +587,35 @@ typedef struct items {
     ukko_podlist_stats_t *st;
 } items_t;
 
+/* Whether a walked pod is a contact point by the rules of the map; when
+ * not, counts why in st. *port gets its port when it is. */
+static bool keep(const pod_t *p, ukko_podlist_stats_t *st, int *port)
+{
+    st->pods++;
+    if (!p->meta_ok || p->name != 1 || strlen(p->name_buf) > MAX_POD_NAME)
+        st->bad++;
+    else if (p->deleting)
+        st->terminating++;
+    else if (!p->running)
+        st->not_running++;
+    else if (p->f->container_name && !p->container_up)
+        st->waiting++;
+    else if (p->ip_too_long || (p->ip == 1 && p->ip_buf[0] && !valid_ip(p->ip_buf)))
+        st->bad++;
+    else if (p->ip != 1 || !p->ip_buf[0])
+        st->no_ip++;
+    else {
+        *port = p->port;
+        if (!*port) {
+            *port = p->f->default_port;
+            st->default_port++;
+        }
+        st->kept++;
+        return true;
+    }
+    return false;
+}
+
 /* One item of the list: kept (pushed), or counted under why it was not. */
 static int on_item(scan_t *s, void *ctx)
 {
@@ -581,30 +627,16 @@ static int on_item(scan_t *s, void *ctx)
     int rc = walk_object(s, on_pod, &p);
     if (rc < 0)
         return rc;
-    st->pods++;
-    if (rc == 1 || !p.meta_ok || p.name != 1 || strlen(p.name_buf) > MAX_POD_NAME)
+    if (rc == 1) {
+        st->pods++;
         st->bad++;
-    else if (p.deleting)
-        st->terminating++;
-    else if (!p.running)
-        st->not_running++;
-    else if (p.f->container_name && !p.container_up)
-        st->waiting++;
-    else if (p.ip_too_long || (p.ip == 1 && p.ip_buf[0] && !valid_ip(p.ip_buf)))
-        st->bad++;
-    else if (p.ip != 1 || !p.ip_buf[0])
-        st->no_ip++;
-    else {
-        int port = p.port;
-        if (!port) {
-            port = p.f->default_port;
-            st->default_port++;
-        }
-        st->kept++;
-        if (discovery__points_push(it->out, it->alloc, p.name_buf, p.ip_buf, port) < 0) {
-            snprintf(s->why, s->whylen, "out of memory");
-            return UKKO_ENOMEM;
-        }
+        return 0;
+    }
+    int port = 0;
+    if (keep(&p, st, &port) &&
+        discovery__points_push(it->out, it->alloc, p.name_buf, p.ip_buf, port) < 0) {
+        snprintf(s->why, s->whylen, "out of memory");
+        return UKKO_ENOMEM;
     }
     return 0;
 }
@@ -613,13 +645,33 @@ static int on_item(scan_t *s, void *ctx)
 
 typedef struct root {
     items_t items;
-    bool seen_items, seen_kind;
+    bool seen_items, seen_kind, seen_meta, seen_rv;
     bool bad_kind, bad_items;
 } root_t;
+
+static int on_list_meta(scan_t *s, const char *key, void *ctx)
+{
+    root_t *r = ctx;
+    ukko_podlist_stats_t *st = r->items.st;
+    if (!strcmp(key, "resourceVersion") && !r->seen_rv) {
+        /* The first one counts, even when it is not a usable string. */
+        r->seen_rv = true;
+        int rc = read_string(s, st->resource_version, sizeof(st->resource_version));
+        if (rc == 1)
+            st->resource_version[0] = '\0';
+        return rc < 0 ? rc : 0;
+    }
+    return skip_value(s);
+}
 
 static int on_root(scan_t *s, const char *key, void *ctx)
 {
     root_t *r = ctx;
+    if (!strcmp(key, "metadata") && !r->seen_meta) {
+        r->seen_meta = true;
+        int rc = walk_object(s, on_list_meta, r);
+        return rc < 0 ? rc : 0;
+    }
     if (!strcmp(key, "items") && !r->seen_items) {
         r->seen_items = true;
         if (s->end - s->p >= 4 && !memcmp(s->p, "null", 4))
@@ -696,4 +748,87 @@ out:
     if (rc < 0)
         ukko_discovery_points_destroy(out);
     return rc;
+}
+
+/* ------------------------------------------------- one watch event */
+
+typedef struct event {
+    pod_t pod;
+    bool seen_type, seen_object;
+    int object; /* 0 absent, 1 an object, 2 something else */
+    char type[16];
+    int type_rc; /* read_string's result for "type" */
+} event_t;
+
+static int on_event(scan_t *s, const char *key, void *ctx)
+{
+    event_t *e = ctx;
+    if (!strcmp(key, "type") && !e->seen_type) {
+        e->seen_type = true;
+        int rc = read_string(s, e->type, sizeof(e->type));
+        e->type_rc = rc;
+        return rc < 0 ? rc : 0;
+    }
+    if (!strcmp(key, "object") && !e->seen_object) {
+        e->seen_object = true;
+        int rc = walk_object(s, on_pod, &e->pod);
+        if (rc < 0)
+            return rc;
+        e->object = rc == 0 ? 1 : 2;
+        return 0;
+    }
+    return skip_value(s);
+}
+
+int ukko_discovery_watch_event_parse(const char *json, size_t len, const ukko_podlist_filter_t *f,
+                                     ukko_watch_event_t *ev, char *why, size_t whylen)
+{
+    char whybuf[16];
+    if (!why || !whylen) {
+        why = whybuf;
+        whylen = sizeof(whybuf);
+    }
+    memset(ev, 0, sizeof(*ev));
+    why[0] = '\0';
+    scan_t s = {.p = json, .start = json, .end = json + len, .why = why, .whylen = whylen};
+    event_t e;
+    memset(&e, 0, sizeof(e));
+    e.pod.f = f;
+    skip_ws(&s);
+    int rc = s.p < s.end ? walk_object(&s, on_event, &e) : 1;
+    if (rc < 0)
+        return rc;
+    skip_ws(&s);
+    if (rc == 1 || s.p < s.end) {
+        snprintf(why, whylen, rc == 1 ? "a watch event is a JSON object"
+                                      : "unexpected bytes after the watch event");
+        return UKKO_EPROTO;
+    }
+    if (!e.seen_type || e.type_rc != 0 || e.object != 1) {
+        snprintf(why, whylen, "a watch event needs a string \"type\" and an object \"object\"");
+        return UKKO_EPROTO;
+    }
+    static const char *const types[] = {"ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR"};
+    ev->type = UKKO_WATCH_UNKNOWN;
+    for (int i = 0; i < 5; i++)
+        if (!strcmp(e.type, types[i]))
+            ev->type = i;
+    const pod_t *p = &e.pod;
+    if (p->meta_ok && p->name == 1 && strlen(p->name_buf) < sizeof(ev->pod))
+        snprintf(ev->pod, sizeof(ev->pod), "%s", p->name_buf);
+    if (p->meta_ok)
+        snprintf(ev->resource_version, sizeof(ev->resource_version), "%s", p->rv);
+    if (p->seen_code && p->code >= 0 && p->code < 1000)
+        ev->code = (int)p->code;
+    if (ev->type == UKKO_WATCH_ADDED || ev->type == UKKO_WATCH_MODIFIED) {
+        ukko_podlist_stats_t st;
+        memset(&st, 0, sizeof(st));
+        int port = 0;
+        if (keep(p, &st, &port)) {
+            ev->kept = true;
+            snprintf(ev->host, sizeof(ev->host), "%s", p->ip_buf);
+            ev->port = port;
+        }
+    }
+    return 0;
 }

@@ -59,7 +59,7 @@ static void print_members(const cJSON *j)
 {
     printf("self: %s   leader: %s   oldest: %s\n", str(j, "selfNode"), str(j, "leader"),
            str(j, "oldest"));
-    printf("%-40s %-9s %-22s %s\n", "NODE", "STATUS", "UID", "ROLES");
+    printf("%-40s %-9s %-32s %s\n", "NODE", "STATUS", "UID", "ROLES");
     const cJSON *m;
     cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(j, "members"))
     {
@@ -78,7 +78,7 @@ static void print_members(const cJSON *j)
             snprintf(uidbuf, sizeof(uidbuf), "%.0f", uid->valuedouble);
         else
             snprintf(uidbuf, sizeof(uidbuf), "%s", cJSON_IsString(uid) ? uid->valuestring : "-");
-        printf("%-40s %-9s %-22s %s\n", str(m, "node"), str(m, "status"), uidbuf, roles);
+        printf("%-40s %-9s %-32s %s\n", str(m, "node"), str(m, "status"), uidbuf, roles);
     }
     const cJSON *u;
     cJSON_ArrayForEach(u, cJSON_GetObjectItemCaseSensitive(j, "unreachable"))

@@ -286,6 +286,13 @@ static int cmd_run(const args_t *a)
          * not ready. A cluster without a keyring refuses to start (exit 2). */
         if (ukko_cluster_configured(&s.cluster)) {
             cluster = ukko_cluster_new(node, &s.cluster);
+            /* Without seed nodes (the usual), the node bootstraps through
+             * discovery: the Kubernetes API in a pod, or a static list. */
+            if (cluster && s.cluster.seed_nodes.n == 0 &&
+                ukko_cluster_use_discovery(cluster, &s.discovery, (int)s.node.mgmt_port) < 0) {
+                ukko_cluster_free(cluster);
+                cluster = NULL;
+            }
             if (!cluster)
                 code = 2;
             else if (ukko_cluster_start(cluster) == 0) {

@@ -98,6 +98,7 @@ struct ukko_node {
     } hooks[MAX_STOP_HOOKS];
     size_t nhooks, next_hook;
     bool started, stopping, hook_pending;
+    int64_t stop_at_ms; /* when node.shutdown-timeout ends the stop */
     int exit_code;
     char token[512]; /* management token, as last read */
     struct stat token_st;
@@ -121,6 +122,14 @@ ukko_http_server_t *ukko_node_http(ukko_node_t *node)
 bool ukko_node_stopping(const ukko_node_t *node)
 {
     return node->stopping;
+}
+
+int64_t ukko_node_stop_remaining_ms(const ukko_node_t *node)
+{
+    if (!node->stopping)
+        return node->nc->shutdown_timeout_ms;
+    int64_t left = node->stop_at_ms - ukko_now_ms();
+    return left > 0 ? left : 0;
 }
 
 void ukko_node_add_check(ukko_node_t *node, ukko_check_kind_t kind, const char *name,
@@ -370,6 +379,7 @@ void ukko_node_stop(ukko_node_t *node, const char *why)
     if (node->stopping)
         return;
     node->stopping = true;
+    node->stop_at_ms = ukko_now_ms() + node->nc->shutdown_timeout_ms;
     ukko_logf(UKKO_LOG_INFO, "node", UKKO_FIELDS(UKKO_FS("reason", why)),
               "stopping: no longer ready; running %zu stop hook(s)", node->nhooks);
     ev_timer_set(&node->stop_deadline, (double)node->nc->shutdown_timeout_ms / 1000.0, 0.);

@@ -16,6 +16,7 @@ SIGTERM, and this checks that no process is left.
 """
 
 import argparse
+import base64
 import concurrent.futures
 import http.client
 import json
@@ -236,11 +237,28 @@ def leftovers(root):
     return found
 
 
+def write_keyring(state_dir):
+    """A keyring of one fresh AES-256 key (what `openssl rand -base64 32` makes)."""
+    os.makedirs(state_dir, exist_ok=True)
+    path = os.path.join(state_dir, "keyring.json")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump([base64.b64encode(os.urandom(32)).decode()], f)
+    return path
+
+
 def run(args):
     root = tempfile.mkdtemp(prefix="ukko-demo-")
     with open(args.manifest) as f:
         sts = json.load(f)
     sts.setdefault("spec", {})["replicas"] = args.replicas
+    # The cluster's key, as a Secret would hold it: a keyring made for this
+    # run in the emulator's state directory (it keeps files it did not make),
+    # named in every pod's environment. Gossip is then encrypted and
+    # authenticated, as in a real deployment.
+    keyring = write_keyring(os.path.join(root, "state"))
+    for c in sts["spec"]["template"]["spec"]["containers"][:1]:
+        c.setdefault("env", []).append({"name": "UKKO_CLUSTER_KEYRING_PATH", "value": keyring})
     manifest = os.path.join(root, "statefulset.json")
     with open(manifest, "w") as f:
         json.dump(sts, f)

@@ -46,7 +46,9 @@ Test(config, defaults_are_the_service_account_paths, .timeout = 10)
     loaded_t l;
     load(&l, NULL, NULL);
     cr_assert_eq(l.problems, 0, "defaults must load: %s", ukko_config_error(l.cfg, 0));
-    cr_expect_eq(l.dc.method, UKKO_DISCOVERY_KUBERNETES_API);
+    cr_expect_eq(l.dc.method, UKKO_DISCOVERY_AUTO, "auto: the API in a pod, else static");
+    cr_expect(l.dc.k8s.watch, "bootstrap watches the pods by default");
+    cr_expect_null(l.dc.k8s.pod_name, "the pod's name comes from HOSTNAME by default");
     cr_expect_str_eq(l.dc.k8s.api_ca_path, "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt");
     cr_expect_str_eq(l.dc.k8s.api_token_path, "/var/run/secrets/kubernetes.io/serviceaccount/token");
     cr_expect_str_eq(l.dc.k8s.pod_namespace_path,

@@ -179,9 +179,31 @@ Test(discovery, refresh_reports_the_first_set_then_changes_only, .timeout = 20)
 Test(discovery, kubernetes_api_needs_a_server_address, .timeout = 10)
 {
     unsetenv("KUBERNETES_SERVICE_HOST");
+    char *env[] = {"UKKO_DISCOVERY_METHOD=kubernetes-api", NULL};
+    fixture_t f;
+    setup(&f, env, 8558);
+    cr_expect_null(f.d, "without KUBERNETES_SERVICE_HOST nor api-server there is no discovery");
+    teardown(&f);
+}
+
+Test(discovery, auto_is_static_outside_a_pod_and_the_api_inside, .timeout = 10)
+{
+    unsetenv("KUBERNETES_SERVICE_HOST");
     fixture_t f;
     setup(&f, NULL, 8558);
-    cr_expect_null(f.d, "without KUBERNETES_SERVICE_HOST nor api-server there is no discovery");
+    cr_expect_eq(f.dc.method, UKKO_DISCOVERY_AUTO, "auto is the default");
+    cr_expect_eq(ukko_discovery_method(&f.dc), UKKO_DISCOVERY_STATIC,
+                 "outside a pod, auto is the static list");
+    cr_expect_not_null(f.d, "an empty static list is a discovery that finds nobody");
+    setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1", 1);
+    cr_expect_eq(ukko_discovery_method(&f.dc), UKKO_DISCOVERY_KUBERNETES_API,
+                 "in a pod (KUBERNETES_SERVICE_HOST set), auto is the Kubernetes API");
+    unsetenv("KUBERNETES_SERVICE_HOST");
+    teardown(&f);
+    char *env[] = {"UKKO_DISCOVERY_KUBERNETES_API_API_SERVER=https://127.0.0.1:6443", NULL};
+    setup(&f, env, 8558);
+    cr_expect_eq(ukko_discovery_method(&f.dc), UKKO_DISCOVERY_KUBERNETES_API,
+                 "an api-server set means the Kubernetes API");
     teardown(&f);
 }
 

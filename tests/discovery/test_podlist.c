@@ -371,3 +371,103 @@ Test(emulator_fixtures, every_expectation_of_expected_json, .timeout = 20)
     cJSON_Delete(root);
     cr_expect_gt(cases, 0, "expected.json held no cases");
 }
+
+/* ------------------------------------------------------- the list's version */
+
+Test(podlist, the_lists_resource_version_is_where_a_watch_starts, .timeout = 10)
+{
+    const char *body = "{\"kind\":\"PodList\",\"metadata\":{\"resourceVersion\":\"4711\"},"
+                       "\"items\":[]}";
+    parsed_t p = parse_text(body, strlen(body), "management", NULL, 8558, false);
+    cr_assert_eq(p.rc, 0, "%s", p.why);
+    cr_expect_str_eq(p.st.resource_version, "4711");
+    const char *none = "{\"kind\":\"PodList\",\"items\":[]}";
+    p = parse_text(none, strlen(none), "management", NULL, 8558, false);
+    cr_expect_str_eq(p.st.resource_version, "", "no version: the refresh keeps polling");
+}
+
+/* ---------------------------------------------------------- watch events */
+
+static const char *pod_json(const char *name, const char *phase, const char *ip, bool deleting)
+{
+    static char buf[1024];
+    snprintf(buf, sizeof(buf),
+             "{\"metadata\":{\"name\":\"%s\",\"resourceVersion\":\"77\"%s},"
+             "\"spec\":{\"containers\":[{\"name\":\"ukko\",\"ports\":[{\"name\":\"management\","
+             "\"containerPort\":8600}]}]},\"status\":{\"phase\":\"%s\"%s%s%s}}",
+             name, deleting ? ",\"deletionTimestamp\":\"2025-01-01T00:00:00Z\"" : "", phase,
+             ip ? ",\"podIP\":\"" : "", ip ? ip : "", ip ? "\"" : "");
+    return buf;
+}
+
+static int event(const char *type, const char *object, ukko_watch_event_t *ev)
+{
+    char line[2048];
+    snprintf(line, sizeof(line), "{\"type\":\"%s\",\"object\":%s}", type, object);
+    ukko_podlist_filter_t f = {"management", NULL, 8558};
+    char why[256];
+    int rc = ukko_discovery_watch_event_parse(line, strlen(line), &f, ev, why, sizeof(why));
+    return rc;
+}
+
+Test(watch_event, a_running_pod_with_an_ip_is_a_contact_point, .timeout = 10)
+{
+    ukko_watch_event_t ev;
+    cr_assert_eq(event("ADDED", pod_json("ukko-0", "Running", "10.1.0.7", false), &ev), 0);
+    cr_expect_eq(ev.type, UKKO_WATCH_ADDED);
+    cr_expect_str_eq(ev.pod, "ukko-0");
+    cr_expect_str_eq(ev.resource_version, "77");
+    cr_expect(ev.kept);
+    cr_expect_str_eq(ev.host, "10.1.0.7");
+    cr_expect_eq(ev.port, 8600, "the port named management");
+}
+
+Test(watch_event, a_terminating_pending_or_ipless_pod_is_not, .timeout = 10)
+{
+    ukko_watch_event_t ev;
+    cr_assert_eq(event("MODIFIED", pod_json("ukko-1", "Running", "10.1.0.8", true), &ev), 0);
+    cr_expect_not(ev.kept, "a pod with a deletionTimestamp is no contact point");
+    cr_expect_str_eq(ev.pod, "ukko-1", "but its name says which point to drop");
+    cr_assert_eq(event("MODIFIED", pod_json("ukko-1", "Pending", "10.1.0.8", false), &ev), 0);
+    cr_expect_not(ev.kept);
+    cr_assert_eq(event("ADDED", pod_json("ukko-1", "Running", NULL, false), &ev), 0);
+    cr_expect_not(ev.kept);
+    cr_assert_eq(event("DELETED", pod_json("ukko-1", "Running", "10.1.0.8", false), &ev), 0);
+    cr_expect_eq(ev.type, UKKO_WATCH_DELETED);
+    cr_expect_not(ev.kept, "a deleted pod is never kept");
+}
+
+Test(watch_event, bookmarks_and_errors, .timeout = 10)
+{
+    ukko_watch_event_t ev;
+    cr_assert_eq(event("BOOKMARK", "{\"kind\":\"Pod\",\"metadata\":{\"resourceVersion\":\"90\"}}",
+                       &ev),
+                 0);
+    cr_expect_eq(ev.type, UKKO_WATCH_BOOKMARK);
+    cr_expect_str_eq(ev.resource_version, "90");
+    cr_assert_eq(event("ERROR",
+                       "{\"kind\":\"Status\",\"status\":\"Failure\",\"reason\":\"Expired\","
+                       "\"code\":410}",
+                       &ev),
+                 0);
+    cr_expect_eq(ev.type, UKKO_WATCH_ERROR);
+    cr_expect_eq(ev.code, 410);
+    cr_assert_eq(event("SOMETHING", "{}", &ev), 0);
+    cr_expect_eq(ev.type, UKKO_WATCH_UNKNOWN);
+}
+
+Test(watch_event, what_is_not_an_event_is_refused, .timeout = 10)
+{
+    ukko_podlist_filter_t f = {"management", NULL, 8558};
+    ukko_watch_event_t ev;
+    char why[256];
+    const char *bad[] = {"", "[]", "{\"type\":\"ADDED\"}", "{\"object\":{}}",
+                         "{\"type\":1,\"object\":{}}", "{\"type\":\"ADDED\",\"object\":[]}",
+                         "{\"type\":\"ADDED\",\"object\":{}} trailing", "{\"type\":\"ADD"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        int rc = ukko_discovery_watch_event_parse(bad[i], strlen(bad[i]), &f, &ev, why,
+                                                  sizeof(why));
+        cr_expect_eq(rc, UKKO_EPROTO, "\"%s\" is no watch event", bad[i]);
+        cr_expect_neq(why[0], '\0', "and the reason is given");
+    }
+}

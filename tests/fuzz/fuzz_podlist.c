@@ -132,8 +132,15 @@ static int reference(const char *json, size_t len, const ukko_podlist_filter_t *
                                            strcmp(kind->valuestring, "PodList"))) ||
         !(cJSON_IsArray(items) || cJSON_IsNull(items)))
         rc = -1;
-    else
+    else {
         cJSON_ArrayForEach(item, array_or_null(items)) ref_pod(item, f, out, st);
+        /* Where a watch of the list's changes starts ("" when none or too long). */
+        const cJSON *meta = cJSON_GetObjectItemCaseSensitive(root, "metadata");
+        const cJSON *rv = cJSON_GetObjectItemCaseSensitive(meta, "resourceVersion");
+        if (cJSON_IsObject(meta) && cJSON_IsString(rv) &&
+            strlen(rv->valuestring) < sizeof(st->resource_version))
+            strcpy(st->resource_version, rv->valuestring);
+    }
     cJSON_Delete(root);
     return rc;
 }
