@@ -176,6 +176,10 @@ ukko_cluster_t *ukko_cluster_new(ukko_node_t *node, const ukko_cluster_config_t 
     cluster__params_from_config(&c->params, cc);
     char why[256];
     cluster__addr_t *seeds = NULL;
+    if (cluster__sbr_params_from_config(&c->params.sbr, &cc->sbr, why, sizeof(why)) < 0) {
+        ukko_log(UKKO_LOG_ERROR, "cluster", "%s", why);
+        goto fail;
+    }
 
     if (cc->keyring_path) {
         if (cluster__keyring_load(&c->keyring, cc->keyring_path, why, sizeof(why)) < 0) {
@@ -346,6 +350,8 @@ bool ukko_cluster_ready_check(void *ud, char *why, size_t whylen)
         snprintf(why, whylen, "not yet a member: joining through cluster.seed-nodes");
     else if (s == UKKO_MEMBER_JOINING)
         snprintf(why, whylen, "Joining: waiting for the leader to see the view converge");
+    else if (cluster__mship_down_reason(c->m))
+        snprintf(why, whylen, "%s", cluster__mship_down_reason(c->m));
     else
         snprintf(why, whylen, "this node is %s", ukko_member_status_name(s));
     return false;

@@ -27,6 +27,19 @@ typedef enum {
 /* "Joining", "WeaklyUp", "Up", ... as Pekko writes them (static storage). */
 const char *ukko_member_status_name(int status);
 
+/* The split-brain resolver's settings (keys cluster.split-brain-resolver.*,
+ * Pekko's names). Strings are owned by the config. */
+typedef struct ukko_cluster_sbr_config {
+    int strategy;                 /* keep-majority, static-quorum, keep-oldest, down-all */
+    int64_t stable_after_ms;      /* decide once the view has not changed for this long */
+    char *down_all_when_unstable; /* "on", "off" or a duration */
+    int64_t quorum_size;          /* static-quorum; 0 = not set */
+    char *static_quorum_role;     /* "" = every member counts */
+    char *keep_majority_role;
+    char *keep_oldest_role;
+    bool down_if_alone; /* keep-oldest */
+} ukko_cluster_sbr_config_t;
+
 /* Cluster bootstrap from discovery (keys cluster.bootstrap.*, Pekko
  * Management's names; see docs/bootstrap.md). */
 typedef struct ukko_cluster_bootstrap_config {
@@ -68,6 +81,7 @@ typedef struct ukko_cluster_config {
     int64_t max_members;
     int64_t max_sync_bytes;
     ukko_cluster_bootstrap_config_t bootstrap;
+    ukko_cluster_sbr_config_t sbr;
 } ukko_cluster_config_t;
 
 /* Registers the cluster.* keys, storing into cc (not owned; must outlive the

@@ -271,6 +271,59 @@ void cluster__awareness_init(cluster__awareness_t *a, int max);
 void cluster__awareness_apply(cluster__awareness_t *a, int delta);
 int64_t cluster__awareness_scale(const cluster__awareness_t *a, int64_t ms);
 
+/* ================================================ split-brain resolver */
+
+/* Pekko's strategies (cluster.split-brain-resolver.active-strategy). */
+enum {
+    CLUSTER__SBR_KEEP_MAJORITY = 0,
+    CLUSTER__SBR_STATIC_QUORUM = 1,
+    CLUSTER__SBR_KEEP_OLDEST = 2,
+    CLUSTER__SBR_DOWN_ALL_NODES = 3 /* "down-all" (Pekko's DownAllNodes) */
+};
+
+typedef struct cluster__sbr_params {
+    int strategy;
+    int64_t stable_after_ms;
+    int64_t down_all_when_unstable_ms; /* 0: off */
+    int64_t quorum_size;               /* static-quorum */
+    bool down_if_alone;                /* keep-oldest */
+    char role[CLUSTER__MAX_ROLE_LEN + 1]; /* the active strategy's role; "" = all */
+} cluster__sbr_params_t;
+
+/* One member as the decision sees it. */
+typedef struct cluster__sbr_member {
+    const cluster__addr_t *addr;
+    int64_t started_ms; /* process start: the oldest started first */
+    uint8_t status;     /* ukko_member_status_t */
+    bool unreachable;   /* suspected by this side (never this node itself) */
+    bool has_role;      /* carries the strategy's role (true when none is set) */
+} cluster__sbr_member_t;
+
+typedef enum {
+    CLUSTER__SBR_NONE = 0,
+    CLUSTER__SBR_DOWN_UNREACHABLE = 1, /* this side stays, the unreachable go */
+    CLUSTER__SBR_DOWN_REACHABLE = 2,   /* this side downs itself */
+    CLUSTER__SBR_DOWN_ALL = 3
+} cluster__sbr_decision_t;
+
+void cluster__sbr_params_default(cluster__sbr_params_t *p);
+/* Checks the settings that depend on each other (static-quorum needs a
+ * quorum-size); on error writes a message naming the key and returns
+ * UKKO_EINVAL. Then fills p. */
+int cluster__sbr_params_from_config(cluster__sbr_params_t *p, const ukko_cluster_sbr_config_t *c,
+                                    char *why, size_t whylen);
+/* The decision of the strategy for the view v[0..n) of one side (members of
+ * every status; Down, Exiting, Removed ones are ignored), as Pekko's
+ * DowningStrategy takes it, with why (for logs and /ready) written to why.
+ * Pure: the same view gives the same decision on every node. */
+cluster__sbr_decision_t cluster__sbr_decide(const cluster__sbr_params_t *p,
+                                            const cluster__sbr_member_t *v, size_t n, char *why,
+                                            size_t whylen);
+const char *cluster__sbr_decision_name(cluster__sbr_decision_t d);
+const char *cluster__sbr_strategy_name(int strategy);
+/* Registers the cluster.split-brain-resolver.* keys into cc->sbr. */
+int cluster__sbr_config_register(ukko_config_t *cfg, ukko_cluster_config_t *cc);
+
 /* ====================================================== membership core */
 
 typedef struct cluster__mship cluster__mship_t;
@@ -310,6 +363,7 @@ typedef struct cluster__params {
     size_t max_members;
     size_t mtu;             /* sealed packet size cap */
     size_t max_sync_bytes;  /* sealed frame size cap */
+    cluster__sbr_params_t sbr;
 } cluster__params_t;
 
 void cluster__params_from_config(cluster__params_t *p, const ukko_cluster_config_t *cc);
@@ -332,6 +386,7 @@ typedef struct cluster__member {
     uint32_t qprev, qnext; /* broadcast queue, by address id */
     uint32_t susp;         /* suspicion slot + 1, or 0 */
     uint32_t changed_ds;   /* deciseconds since the core's start, of the last change */
+    uint32_t heard_ds;     /* same clock: the last packet from it first hand, or refutation */
     uint64_t digest;       /* the view digest it last reported */
 } cluster__member_t;
 
@@ -419,6 +474,16 @@ uint32_t cluster__mship_oldest(const cluster__mship_t *m, const char *role);
 cluster__ids_t *cluster__mship_ids(const cluster__mship_t *m);
 uint32_t cluster__mship_incarnation(const cluster__mship_t *m);
 
+/* The split-brain resolver of the core (sbr.c). Why this node downed
+ * itself, or NULL when it did not; and its decisions so far, by
+ * cluster__sbr_decision_t (1..3; [0] counts downs for instability). */
+const char *cluster__mship_down_reason(const cluster__mship_t *m);
+const uint64_t *cluster__mship_sbr_decisions(const cluster__mship_t *m);
+/* Members (self included) this node downed by a resolver decision. */
+uint64_t cluster__mship_sbr_downed(const cluster__mship_t *m);
+/* Members of m this node counts as unreachable now (resolver's count). */
+size_t cluster__mship_sbr_unreachable(const cluster__mship_t *m);
+
 /* Builds a full-state body (kind SYNC_STATE) of m into out: for tests and
  * the simulator's prefilled clusters. */
 void cluster__mship_state_body(cluster__mship_t *m, uint8_t kind, uint8_t flags, ukko_buf_t *out);
@@ -434,6 +499,8 @@ void cluster__node_name(const char *cluster_name, const cluster__ids_t *ids, uin
 void cluster__uid_hex(const uint8_t *uid, char *out /* 33 */);
 int cluster__routes_register(ukko_cluster_t *c, ukko_http_server_t *srv);
 void cluster__metrics(ukko_buf_t *out, void *ud);
+/* The resolver's families in /metrics (sbr.c). */
+void cluster__sbr_metrics(ukko_buf_t *out, const cluster__mship_t *m);
 cluster__mship_t *cluster__mship_of(ukko_cluster_t *c);
 const char *cluster__name_of(const ukko_cluster_t *c);
 uint64_t cluster__keyring_reloads(const ukko_cluster_t *c);

@@ -156,7 +156,7 @@ int ukko_cluster_config_register(ukko_config_t *cfg, ukko_cluster_config_t *cc)
     if (rc == 0)
         rc = ukko_config_add(cfg, bootstrap_keys,
                              sizeof(bootstrap_keys) / sizeof(bootstrap_keys[0]), cc);
-    return rc;
+    return rc < 0 ? rc : cluster__sbr_config_register(cfg, cc);
 }
 
 bool ukko_cluster_configured(const ukko_cluster_config_t *cc)

@@ -106,6 +106,8 @@ static int ensure_slot(cluster__mship_t *m, uint32_t addr_id)
 
 static void notify(cluster__mship_t *m, const cluster__member_t *mem, int old_status, int old_live)
 {
+    if (old_status != mem->status || old_live != mem->live)
+        ms__sbr_changed(m, mem->ident, old_status, old_live, mem->status, mem->live);
     if (m->env.changed && (old_status != mem->status || old_live != mem->live))
         m->env.changed(m->env.ud, mem->ident, old_status, old_live, mem->status, mem->live);
 }
@@ -147,6 +149,7 @@ static cluster__member_t *add_member(cluster__mship_t *m, uint32_t ident, uint32
         m->nlive++;
     if (pending_status(status))
         m->npending++;
+    ms__sbr_changed(m, ident, -1, -1, mem->status, mem->live);
     if (m->env.changed)
         m->env.changed(m->env.ud, ident, -1, -1, mem->status, mem->live);
     return mem;
@@ -206,6 +209,7 @@ static void remove_member(cluster__mship_t *m, cluster__member_t *mem)
     m->nmem--;
     if (m->probe_idx > m->nmem)
         m->probe_idx = m->nmem;
+    ms__sbr_changed(m, ident, old_status, old_live, UKKO_MEMBER_REMOVED, CLUSTER__DEAD);
     if (m->env.changed)
         m->env.changed(m->env.ud, ident, old_status, old_live, UKKO_MEMBER_REMOVED,
                        CLUSTER__DEAD);
@@ -347,6 +351,9 @@ void ms__apply_alive(cluster__mship_t *m, const ukko_wire_msg_t *msg)
     if (msg->inc > mem->inc) {
         int old_live = mem->live;
         mem->inc = msg->inc;
+        /* Only the member raises its incarnation, to refute a suspicion:
+         * news from it, if not first hand (sbr.c counts it as heard). */
+        mem->heard_ds = deciseconds(m, ms__now(m));
         if (mem->live != CLUSTER__ALIVE) {
             mem->live = CLUSTER__ALIVE;
             free_susp(m, mem);
@@ -529,6 +536,7 @@ void cluster__params_default(cluster__params_t *p)
     p->max_members = 20000;
     p->mtu = 1400;
     p->max_sync_bytes = 8u << 20;
+    cluster__sbr_params_default(&p->sbr);
 }
 
 cluster__mship_t *cluster__mship_new(const cluster__params_t *p, const cluster__env_t *env,
@@ -638,6 +646,7 @@ static void check_stall(cluster__mship_t *m, int64_t now)
         m->helpers[i].used = false;
     for (size_t i = 0; i < m->nsusp; i++)
         m->susp[i].s.start_ms = now;
+    ms__sbr_stalled(m, now);
     cluster__awareness_apply(&m->aw, 1);
     m->next_probe = now + cluster__awareness_scale(&m->aw, m->p.probe_interval_ms);
     m->expected = now;
@@ -671,42 +680,21 @@ static void reap(cluster__mship_t *m, int64_t now)
     }
 }
 
-/* When a suspicion ends. A node whose own probes keep failing without even
- * nacks (local health poor: it is the one cut off or slow) stretches its
- * suspicions by the same factor as its probes, so it accuses nobody while
- * the healthy majority still decides at the usual speed. */
-static int64_t susp_deadline(const cluster__mship_t *m, const ms_susp_t *s)
-{
-    int64_t t = cluster__suspicion_timeout(s->s.n, s->s.k, s->s.min_ms, s->s.max_ms);
-    return s->s.start_ms + cluster__awareness_scale(&m->aw, t);
-}
-
+/* A suspicion lasts until the suspect refutes it or is Down: a suspicion
+ * that ran out and downed its member on both sides of a partition would
+ * make two clusters. Downing the unreachable is the split-brain resolver's
+ * (sbr.c), once the view has been stable. Meanwhile the suspect is told,
+ * once a probe interval: gossip about it may have run dry (a healed
+ * partition), and its answer carries the refutation straight back. */
 static void suspicion_tick(cluster__mship_t *m, int64_t now)
 {
-    for (size_t i = 0; i < m->nsusp;) {
+    for (size_t i = 0; i < m->nsusp; i++) {
         ms_susp_t *s = &m->susp[i];
-        if (now < susp_deadline(m, s)) {
-            /* Tell the suspect itself, once a probe interval: gossip about
-             * it may have run dry (a healed partition), and its answer
-             * carries the refutation straight back. */
-            cluster__member_t *mem = ms__find_addr(m, s->addr);
-            if (mem && now - s->told >= m->p.probe_interval_ms) {
-                s->told = now;
-                ms__tell_suspect(m, mem);
-            }
-            i++;
-            continue;
-        }
         cluster__member_t *mem = ms__find_addr(m, s->addr);
-        if (!mem) {
-            /* cannot happen: suspicions leave with their member */
-            m->susp[i] = m->susp[--m->nsusp];
-            continue;
+        if (mem && now - s->told >= m->p.probe_interval_ms) {
+            s->told = now;
+            ms__tell_suspect(m, mem);
         }
-        size_t before = m->nsusp;
-        ms__declare_dead(m, mem, "suspected and not refuted in time"); /* frees slot i */
-        if (m->nsusp == before)
-            free_susp(m, mem);
     }
 }
 
@@ -729,14 +717,13 @@ int64_t cluster__mship_next(const cluster__mship_t *m)
     else
         EARLIER(m->next_probe);
     EARLIER(m->next_sync);
+    EARLIER(ms__sbr_next(m));
     if (m->npending)
         EARLIER(m->next_poll);
     if (m->ndown)
         EARLIER(m->next_reap);
-    for (size_t i = 0; i < m->nsusp; i++) {
-        EARLIER(susp_deadline(m, &m->susp[i]));
+    for (size_t i = 0; i < m->nsusp; i++)
         EARLIER(m->susp[i].told + m->p.probe_interval_ms);
-    }
     for (size_t i = 0; i < MS_MAX_HELPERS; i++)
         if (m->helpers[i].used)
             EARLIER(m->helpers[i].deadline);
@@ -753,6 +740,7 @@ int64_t cluster__mship_tick(cluster__mship_t *m)
     } else if (cluster__mship_self_status(m) < UKKO_MEMBER_DOWN) {
         ms__probe_tick(m, now);
         suspicion_tick(m, now);
+        ms__sbr_tick(m, now);
         if (m->npending && now >= m->next_poll)
             ms__leader_tick(m, now);
         if (now >= m->next_sync)
@@ -812,6 +800,7 @@ void cluster__mship_recv(cluster__mship_t *m, const uint8_t *body, size_t n)
             return;
         }
         sender->digest = h.digest;
+        sender->heard_ds = deciseconds(m, now);
         /* Views that stay different for 2 s (longer than gossip needs to
          * spread one change) catch up by a full-state sync with the sender,
          * at most once a second (1 ms per member beyond 1,000): a cold start

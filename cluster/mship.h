@@ -32,6 +32,22 @@ typedef struct ms_helper {
     bool nack, used;
 } ms_helper_t;
 
+/* The split-brain resolver's state (sbr.c): what it counts and when the
+ * view last changed, as Pekko's SplitBrainResolver keeps it. */
+typedef struct ms_sbr {
+    size_t nunreachable;  /* members (not self) suspected and not Down */
+    int64_t stable_since; /* last change of the members or their reachability */
+    int64_t next_look;    /* a decision that asked nothing of this node waits till */
+    int64_t unstable_first, unstable_last; /* reachability changes since all were fine */
+    int64_t sweep_start, next_sweep; /* asking the unheard, while any is unreachable */
+    int sweeps_covering;             /* consecutive sweeps that asked every unheard one */
+    size_t sweep_pos;                /* where the next sweep starts asking */
+    uint64_t unstable_changes;
+    uint64_t decisions[4]; /* by cluster__sbr_decision_t; [0]: down-all for instability */
+    uint64_t downed;
+    char reason[240]; /* why this node downed itself ("" = it did not) */
+} ms_sbr_t;
+
 struct cluster__mship {
     cluster__params_t p;
     cluster__env_t env;
@@ -106,6 +122,7 @@ struct cluster__mship {
 
     int64_t expected; /* when the core asked to run next: a stall shows as lateness */
     cluster__stats_t st;
+    ms_sbr_t sbr;
 };
 
 /* membership.c */
@@ -129,6 +146,16 @@ void ms__form(cluster__mship_t *m);
 /* Arms the periodic work of a started core (probe, gossip, sync, reap). */
 void ms__start_clocks(cluster__mship_t *m, int64_t now);
 void ms__refute_suspicion(cluster__mship_t *m, uint32_t inc);
+
+/* sbr.c: the split-brain resolver, fed every change of a member (status
+ * or liveness, old_status -1 for a new member) and run by the tick. */
+void ms__sbr_changed(cluster__mship_t *m, uint32_t ident, int old_status, int old_live,
+                     int status, int live);
+void ms__sbr_tick(cluster__mship_t *m, int64_t now);
+int64_t ms__sbr_next(const cluster__mship_t *m);
+/* This node's loop was stalled: what it saw before is stale, so the view
+ * counts as changed now (no decision made across a stall). */
+void ms__sbr_stalled(cluster__mship_t *m, int64_t now);
 
 /* gossip.c */
 void ms__queue(cluster__mship_t *m, cluster__member_t *mem);

@@ -379,4 +379,5 @@ void cluster__metrics(ukko_buf_t *out, void *ud)
             "Syncs refused by a member's host (its process was gone).", (double)st->refused);
     counter(out, "ukko_cluster_keyring_reloads_total", "Keyring files re-read after a change.",
             (double)c->keyring_reloads);
+    cluster__sbr_metrics(out, m);
 }

@@ -2,6 +2,7 @@
  * simulated network (simnet.c), running the very core that ships. Each
  * scenario prints one JSON line: how fast news spreads, how fast a failed
  * node is found, false deaths, and the traffic at rest. One thread. */
+#include "sim_split.h"
 #include "simnet.h"
 
 #include <math.h>
@@ -440,7 +441,11 @@ static void usage(void)
             "usage: ukko-sim --nodes N --scenario NAME [--seed S] [--loss P]\n"
             "  scenarios: cold-join, join, crash (silent host), kill (process gone,\n"
             "  kernel refuses), pause (10%% of nodes stopped 2 s), partition (10%% cut\n"
-            "  off one way for 3 s), all. One JSON line per scenario on stdout.\n");
+            "  off one way for 3 s), split-brain (40%% cut off both ways), split-tie\n"
+            "  (half and half), split-one-way (40%% cannot send), split-flap (the cut\n"
+            "  goes for 1.5 s and comes back for 0.7 s, for 60 s), split-flap-long (6 s\n"
+            "  cut, 0.2 s up), slow (50-700 ms delay, 5%% loss or --loss),\n"
+            "  all. One JSON line per scenario on stdout.\n");
 }
 
 int main(int argc, char **argv)
@@ -480,6 +485,8 @@ int main(int argc, char **argv)
         scenario_pause(&c), any = true;
     if (all || !strcmp(c.scenario, "partition"))
         scenario_partition(&c), any = true;
+    if (sim_split_run(c.scenario, c.nodes, c.seed, c.loss))
+        any = true;
     if (!any) {
         usage();
         return 2;
