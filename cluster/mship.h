@@ -38,11 +38,16 @@ typedef struct ms_sbr {
     size_t nunreachable;  /* members (not self) suspected and not Down */
     int64_t stable_since; /* last change of the members or their reachability */
     int64_t next_look;    /* a decision that asked nothing of this node waits till */
-    int64_t unstable_first, unstable_last; /* reachability changes since all were fine */
+    int64_t resolved_at; /* an unreachable member last went Down (a verdict arrived) */
+    int64_t unstable_at; /* when down-all-when-unstable acts, as the last tick saw it */
     int64_t sweep_start, next_sweep; /* asking the unheard, while any is unreachable */
     int sweeps_covering;             /* consecutive sweeps that asked every unheard one */
     size_t sweep_pos;                /* where the next sweep starts asking */
-    uint64_t unstable_changes;
+    uint32_t gone[64];               /* idents whose host refused: proven gone */
+    size_t ngone;
+    uint32_t check[64]; /* idents newly unreachable, for the leader to try over TCP */
+    size_t ncheck;
+    uint64_t unstable_changes; /* reachability changes since all were reachable (logs) */
     uint64_t decisions[4]; /* by cluster__sbr_decision_t; [0]: down-all for instability */
     uint64_t downed;
     char reason[240]; /* why this node downed itself ("" = it did not) */
@@ -156,6 +161,10 @@ int64_t ms__sbr_next(const cluster__mship_t *m);
 /* This node's loop was stalled: what it saw before is stale, so the view
  * counts as changed now (no decision made across a stall). */
 void ms__sbr_stalled(cluster__mship_t *m, int64_t now);
+/* The member's host refused the cluster port (sync.c): its process is gone,
+ * or a firewall rejects. The resolver decides at once when every
+ * unreachable member is so proven, without waiting for stable-after. */
+void ms__sbr_gone(cluster__mship_t *m, cluster__member_t *mem);
 
 /* gossip.c */
 void ms__queue(cluster__mship_t *m, cluster__member_t *mem);

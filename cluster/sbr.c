@@ -413,17 +413,16 @@ void ms__sbr_changed(cluster__mship_t *m, uint32_t ident, int old_status, int ol
                   (status == UKKO_MEMBER_DOWN && old_live != CLUSTER__ALIVE));
     bool was = ident != m->self_ident && is_unreachable(old_status, old_live);
     bool is = ident != m->self_ident && is_unreachable(status, live);
-    if (!was && is)
+    if (!was && is) {
         tell_suspicion(m, ident);
+        if (r->ncheck < sizeof(r->check) / sizeof(r->check[0]))
+            r->check[r->ncheck++] = ident;
+    }
     if (was != is) {
         size_t before = r->nunreachable;
         r->nunreachable = is ? before + 1 : before - 1;
-        if (!r->unstable_changes || status >= UKKO_MEMBER_DOWN)
-            /* An unreachable member Down is the decision arriving (in a
-             * large cluster its verdicts take a moment to spread), not
-             * instability: the measure restarts. */
-            r->unstable_first = now;
-        r->unstable_last = now;
+        if (status >= UKKO_MEMBER_DOWN)
+            r->resolved_at = now;
         r->unstable_changes++;
         reset = true;
         const cluster__member_t *self = ms__self(m);
@@ -445,8 +444,6 @@ void ms__sbr_changed(cluster__mship_t *m, uint32_t ident, int old_status, int ol
     }
     if (reset)
         r->stable_since = now;
-    /* Instability is measured from the first unreachability on, until all
-     * unreachable members are reachable again or gone. */
     if (!r->nunreachable)
         r->unstable_changes = 0;
 }
@@ -463,6 +460,29 @@ static void down_self(cluster__mship_t *m, const char *strategy, const char *why
               "network is whole",
               why);
     ms__set_status(m, self, UKKO_MEMBER_DOWN);
+}
+
+/* The verdicts of one decision that downed a few members, to every
+ * reachable member first hand, in one packet: membership does so for
+ * clusters of 64 or fewer; above, a single leader's verdict spread by
+ * gossip alone was seen to miss a node for 3 s (until a digest sync). */
+static void tell_verdicts(cluster__mship_t *m)
+{
+    ukko_wire_w_t w;
+    ukko_wire_w_init(&w, m->pkt, m->pktcap);
+    ms__header(m, &w, UKKO_WIRE_GOSSIP, 0);
+    for (size_t i = 0; i < m->nmem; i++) {
+        const cluster__member_t *mem = &m->mem[i];
+        if (mem->status != UKKO_MEMBER_DOWN || mem->ident == m->self_ident)
+            continue;
+        ukko_wire_w_t save = w;
+        ms__encode_member(m, &w, mem, 0);
+        if (w.overflow)
+            w = save;
+    }
+    for (size_t i = 0; i < m->nmem; i++)
+        if (ms__usable(m, &m->mem[i]) && m->mem[i].live == CLUSTER__ALIVE)
+            ms__send(m, ms__addr(m, &m->mem[i]), &w);
 }
 
 /* Acts on a decision. A side that stays: its leader downs the unreachable
@@ -484,9 +504,15 @@ static void act(cluster__mship_t *m, cluster__sbr_decision_t d, bool unstable, c
             if (mem->ident != m->self_ident && mem->status < UKKO_MEMBER_EXITING &&
                 mem->live != CLUSTER__ALIVE) {
                 ms__declare_dead(m, mem, because);
+                /* Told itself too: across a one-way cut it still hears this
+                 * side, and goes at once instead of when its own resolver
+                 * (slower to see the cut) decides. */
+                ms__send_dead_to(m, ms__addr(m, mem), mem->ident);
                 downed++;
             }
         }
+        if (downed && downed <= 16 && m->nmem > 64)
+            tell_verdicts(m);
         if (downed)
             ukko_logf(UKKO_LOG_WARN, "cluster",
                       UKKO_FIELDS(UKKO_FS("strategy", strategy),
@@ -505,6 +531,41 @@ static void act(cluster__mship_t *m, cluster__sbr_decision_t d, bool unstable, c
     r->downed += downed;
     r->stable_since = ms__now(m);
     r->unstable_changes = 0;
+}
+
+static cluster__member_t *member_of(const cluster__mship_t *m, uint32_t ident)
+{
+    const cluster__ident_t *id = cluster__ids_at(m->ids, ident);
+    cluster__member_t *mem = id ? ms__find_addr((cluster__mship_t *)m, id->addr) : NULL;
+    return mem && mem->ident == ident ? mem : NULL;
+}
+
+/* Every unreachable member's host refused its port: no stable-after to wait
+ * for, as no view is still settling (refusals come within milliseconds of
+ * a crash, or of a cut by a firewall that rejects). */
+static bool all_gone(const cluster__mship_t *m)
+{
+    const ms_sbr_t *r = &m->sbr;
+    size_t k = 0;
+    for (size_t i = 0; i < r->ngone; i++) {
+        const cluster__member_t *mem = member_of(m, r->gone[i]);
+        if (mem && is_unreachable(mem->status, mem->live))
+            k++;
+    }
+    return r->nunreachable && k >= r->nunreachable;
+}
+
+void ms__sbr_gone(cluster__mship_t *m, cluster__member_t *mem)
+{
+    ms_sbr_t *r = &m->sbr;
+    if (mem->live == CLUSTER__ALIVE)
+        ms__suspect_member(m, mem);
+    for (size_t i = 0; i < r->ngone; i++)
+        if (r->gone[i] == mem->ident)
+            return;
+    if (r->ngone < sizeof(r->gone) / sizeof(r->gone[0]))
+        r->gone[r->ngone++] = mem->ident;
+    r->next_look = 0;
 }
 
 /* A ping with nothing piggybacked: news sent to a member that may be
@@ -543,8 +604,12 @@ static void decide(cluster__mship_t *m, int64_t now)
             .has_role = has_role(id->roles, p->role),
         };
     }
-    char why[200];
+    char why[240];
     cluster__sbr_decision_t d = cluster__sbr_decide(p, v, m->nmem, why, sizeof(why));
+    if (all_gone(m)) {
+        size_t l = strlen(why);
+        snprintf(why + l, sizeof(why) - l, "; the unreachable refused connections: gone");
+    }
     if (d == CLUSTER__SBR_DOWN_UNREACHABLE) {
         if (cluster__mship_leader(m) != m->self_ident) {
             free(v);
@@ -573,7 +638,8 @@ static void decide(cluster__mship_t *m, int64_t now)
                 if (v[i].unreachable && m->mem[i].live == CLUSTER__ALIVE &&
                     m->mem[i].status < UKKO_MEMBER_DOWN && m->mem[i].ident != m->self_ident)
                     ping(m, &m->mem[i]);
-            r->next_look = now + m->p.probe_timeout_ms;
+            int64_t wait = m->p.probe_timeout_ms / 5; /* answers take a round trip */
+            r->next_look = now + (wait > 20 ? wait : 20);
             free(v);
             return;
         }
@@ -639,39 +705,68 @@ void ms__sbr_tick(cluster__mship_t *m, int64_t now)
     const cluster__member_t *self = ms__self(m);
     if (!m->in_cluster || !self || self->status >= UKKO_MEMBER_DOWN)
         return;
-    if (r->unstable_changes) {
-        int64_t unquiet = now - r->unstable_first;
-        if (p->down_all_when_unstable_ms > 0 &&
-            unquiet > p->stable_after_ms + p->down_all_when_unstable_ms) {
+    r->unstable_at = INT64_MAX;
+    if (r->nunreachable && p->down_all_when_unstable_ms > 0) {
+        /* Pekko downs all when no decision came within stable-after plus
+         * down-all-when-unstable of the first unreachability, until all are
+         * reachable again. Measured so from a node's first suspicion, a
+         * slow, lossy network (some member briefly suspected nearly all the
+         * time, at 100 nodes) downed nodes that nothing was wrong with.
+         * Here the measure is the longest a member now unreachable has been
+         * so without a break (a refuted suspicion starts afresh), and it
+         * starts again as verdicts arrive: a view that cannot settle while
+         * the same members stay unreachable, as Pekko means. */
+        int64_t since = now;
+        for (size_t i = 0; i < m->nsusp; i++) {
+            const cluster__member_t *mem = ms__find_addr(m, m->susp[i].addr);
+            if (mem && is_unreachable(mem->status, mem->live) && m->susp[i].s.start_ms < since)
+                since = m->susp[i].s.start_ms;
+        }
+        if (r->resolved_at > since)
+            since = r->resolved_at;
+        r->unstable_at = since + p->stable_after_ms + p->down_all_when_unstable_ms;
+        if (now > r->unstable_at) {
             /* Every node, leader or not, as Pekko: views this unsettled may
              * disagree between the sides, and nothing else is safe. */
             char why[200], d[32], s[32];
-            fmt_ms(unquiet, d, sizeof(d));
+            fmt_ms(now - since, d, sizeof(d));
             fmt_ms(p->stable_after_ms, s, sizeof(s));
             snprintf(why, sizeof(why),
-                     "down-all-when-unstable: who is reachable kept changing for %s (%llu "
-                     "changes) without %s of calm",
+                     "down-all-when-unstable: a member has been unreachable for %s, and who is "
+                     "reachable kept changing (%llu changes) without %s of calm to decide in",
                      d, (unsigned long long)r->unstable_changes, s);
             act(m, CLUSTER__SBR_DOWN_ALL, true, why);
             return;
         }
-        if (!p->down_all_when_unstable_ms && now - r->unstable_last > 2 * p->stable_after_ms)
-            r->unstable_changes = 0;
     }
     if (!r->nunreachable) {
         r->sweep_start = 0;
+        r->ngone = r->ncheck = 0;
         return;
     }
+    if (r->ncheck) {
+        /* The leader tries each new suspect's cluster port over TCP (as
+         * membership does on an ICMP hint): a refusal there is the proof
+         * that lets it decide now, where a killed process would otherwise
+         * wait out stable-after. */
+        if (cluster__mship_leader(m) == m->self_ident)
+            for (size_t i = 0; i < r->ncheck; i++) {
+                cluster__member_t *mem = member_of(m, r->check[i]);
+                if (mem && is_unreachable(mem->status, mem->live))
+                    cluster__mship_unreachable(m, ms__addr(m, mem));
+            }
+        r->ncheck = 0;
+    }
     sweep(m, now);
-    if (r->nunreachable && now - r->stable_since >= p->stable_after_ms && now >= r->next_look)
+    if (r->nunreachable && now >= r->next_look &&
+        (now - r->stable_since >= p->stable_after_ms || all_gone(m)))
         decide(m, now);
 }
 
 void ms__sbr_stalled(cluster__mship_t *m, int64_t now)
 {
+    /* (membership restarts the suspicions too, so instability starts over) */
     m->sbr.stable_since = now;
-    if (m->sbr.unstable_changes)
-        m->sbr.unstable_first = now;
 }
 
 int64_t ms__sbr_next(const cluster__mship_t *m)
@@ -680,17 +775,14 @@ int64_t ms__sbr_next(const cluster__mship_t *m)
     const cluster__sbr_params_t *p = &m->p.sbr;
     int64_t t = INT64_MAX;
     if (r->nunreachable) {
-        t = r->stable_since + p->stable_after_ms;
+        t = all_gone(m) ? 0 : r->stable_since + p->stable_after_ms;
         if (r->next_look > t)
             t = r->next_look;
-        if (!r->sweep_start || r->next_sweep < t)
-            t = r->sweep_start ? r->next_sweep : 0;
+        if (!r->sweep_start || r->ncheck || r->next_sweep < t)
+            t = r->sweep_start && !r->ncheck ? r->next_sweep : 0;
     }
-    if (r->unstable_changes && p->down_all_when_unstable_ms > 0) {
-        int64_t u = r->unstable_first + p->stable_after_ms + p->down_all_when_unstable_ms + 1;
-        if (u < t)
-            t = u;
-    }
+    if (r->nunreachable && r->unstable_at < INT64_MAX && r->unstable_at + 1 < t)
+        t = r->unstable_at + 1;
     return t;
 }
 

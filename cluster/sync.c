@@ -296,9 +296,11 @@ void cluster__mship_sync_failed(cluster__mship_t *m, const cluster__addr_t *peer
     cluster__member_t *mem = ms__find_addr(m, a);
     /* Nothing listens where a member was: its process is gone. A process
      * paused (SIGSTOP) or slow still has its kernel accept, so this never
-     * condemns the merely silent. */
+     * condemns the merely silent. A firewall that rejects rather than drops
+     * refuses too, on both sides of a cut: so the verdict is the split-brain
+     * resolver's, which makes it at once when this side stays. */
     if (mem && ms__usable(m, mem))
-        ms__declare_dead(m, mem, "connection refused: its process is gone");
+        ms__sbr_gone(m, mem);
 }
 
 void cluster__mship_unreachable(cluster__mship_t *m, const cluster__addr_t *peer)

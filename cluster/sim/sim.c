@@ -442,7 +442,8 @@ static void usage(void)
             "  scenarios: cold-join, join, crash (silent host), kill (process gone,\n"
             "  kernel refuses), pause (10%% of nodes stopped 2 s), partition (10%% cut\n"
             "  off one way for 3 s), split-brain (40%% cut off both ways), split-tie\n"
-            "  (half and half), split-one-way (40%% cannot send), split-flap (the cut\n"
+            "  (half and half), split-one-way (40%% cannot send), split-reject (40%%\n"
+            "  cut off by a firewall that refuses), split-flap (the cut\n"
             "  goes for 1.5 s and comes back for 0.7 s, for 60 s), split-flap-long (6 s\n"
             "  cut, 0.2 s up), slow (50-700 ms delay, 5%% loss or --loss),\n"
             "  all. One JSON line per scenario on stdout.\n");

@@ -285,14 +285,16 @@ static void report(split_t *s, const char *name, uint64_t seed, double loss, boo
     free(self);
 }
 
-/* A clean cut (both ways, or one way: side 1 cannot send to side 0). */
+/* A clean cut (both ways, or one way: side 1 cannot send to side 0);
+ * reject: by a firewall that refuses rather than drops. */
 static void scenario_cut(const char *name, size_t n, uint64_t seed, double loss, size_t k,
-                         bool one_way)
+                         bool one_way, bool reject)
 {
     double t = wall_now();
     split_t s;
     setup(&s, n, seed, loss, 1, 5);
     choose(&s, k);
+    sim_reject_blocked(s.w, reject);
     s.t_cut = sim_now(s.w);
     sim_block(s.w, 1, 0, true);
     if (!one_way)
@@ -355,12 +357,15 @@ bool sim_split_run(const char *name, size_t nodes, uint64_t seed, double loss)
     rng = seed * 0x9e3779b97f4a7c15ULL + 777;
     bool all = !strcmp(name, "all"), any = false;
     if (all || !strcmp(name, "split-brain"))
-        scenario_cut("split-brain", nodes, seed, loss, nodes * 2 / 5, false), any = true;
+        scenario_cut("split-brain", nodes, seed, loss, nodes * 2 / 5, false, false), any = true;
     if (all || !strcmp(name, "split-tie"))
-        scenario_cut("split-tie", nodes - nodes % 2, seed, loss, (nodes - nodes % 2) / 2, false),
+        scenario_cut("split-tie", nodes - nodes % 2, seed, loss, (nodes - nodes % 2) / 2, false,
+                     false),
             any = true;
     if (all || !strcmp(name, "split-one-way"))
-        scenario_cut("split-one-way", nodes, seed, loss, nodes * 2 / 5, true), any = true;
+        scenario_cut("split-one-way", nodes, seed, loss, nodes * 2 / 5, true, false), any = true;
+    if (all || !strcmp(name, "split-reject"))
+        scenario_cut("split-reject", nodes, seed, loss, nodes * 2 / 5, false, true), any = true;
     if (all || !strcmp(name, "split-flap"))
         scenario_flap("split-flap", nodes, seed, loss, 1500, 700), any = true;
     if (all || !strcmp(name, "split-flap-long"))

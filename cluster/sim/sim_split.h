@@ -9,9 +9,9 @@
 #include <stdint.h>
 
 /* Runs the scenario if name is one of them ("split-brain", "split-tie",
- * "split-one-way", "split-flap", "split-flap-long", "slow"; "all" runs
- * each), printing one
- * JSON line per scenario. Returns true when it ran something. */
+ * "split-one-way", "split-reject", "split-flap", "split-flap-long", "slow";
+ * "all" runs each), printing one JSON line per scenario. Returns true when
+ * it ran something. */
 bool sim_split_run(const char *name, size_t nodes, uint64_t seed, double loss);
 
 #endif

@@ -53,6 +53,7 @@ struct sim_world {
     int64_t now;
     uint64_t rng;
     bool blocked[8][8];
+    bool reject; /* blocked packets are refused, not dropped */
     sim_observe_fn observe;
     void *observe_ud;
 };
@@ -232,6 +233,11 @@ static void env_send(void *ud, const cluster__addr_t *to, const uint8_t *body, s
     s->last = copy(body, n);
     s->last_len = n;
     size_t dst = node_of_addr(w, to);
+    if (dst != SIZE_MAX && w->reject && w->blocked[s->group][w->nodes[dst]->group]) {
+        push(w, (ev_t){.t = w->now + 2 * delay(w), .type = EV_UNREACH,
+                       .node = (uint32_t)s->idx, .peer = (uint32_t)dst});
+        return;
+    }
     if (dst == SIZE_MAX || lost(w) || w->blocked[s->group][w->nodes[dst]->group])
         return;
     sim_node_t *d = w->nodes[dst];
@@ -252,6 +258,13 @@ static void env_sync(void *ud, const cluster__addr_t *to, const uint8_t *req, si
     s->bytes_out += n + UKKO_WIRE_SEAL_OVERHEAD + 4 + 40;
     size_t dst = node_of_addr(w, to);
     ev_t e = {.node = (uint32_t)s->idx, .peer = (uint32_t)dst, .started = w->now};
+    if (dst != SIZE_MAX && w->reject && w->blocked[s->group][w->nodes[dst]->group]) {
+        e.t = w->now + 2 * delay(w);
+        e.type = EV_SYNC_FAIL;
+        e.refused = true;
+        push(w, e);
+        return;
+    }
     if (dst == SIZE_MAX || w->blocked[s->group][w->nodes[dst]->group] ||
         (w->nodes[dst]->crashed && !w->nodes[dst]->kernel)) {
         e.t = w->now + w->o.sync_timeout_ms;
@@ -548,6 +561,11 @@ void sim_set_group(sim_world_t *w, size_t i, int group)
 void sim_block(sim_world_t *w, int from_group, int to_group, bool blocked)
 {
     w->blocked[from_group & 7][to_group & 7] = blocked;
+}
+
+void sim_reject_blocked(sim_world_t *w, bool reject)
+{
+    w->reject = reject;
 }
 
 void sim_inject(sim_world_t *w, size_t i, const uint8_t *body, size_t n)

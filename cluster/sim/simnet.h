@@ -44,6 +44,9 @@ void sim_pause(sim_world_t *w, size_t i, int64_t until);
 /* Partitions: packets from group a to group b are dropped while blocked. */
 void sim_set_group(sim_world_t *w, size_t i, int group);
 void sim_block(sim_world_t *w, int from_group, int to_group, bool blocked);
+/* Blocked packets are rejected instead of dropped, as by a firewall that
+ * rejects: UDP comes back as ICMP port unreachable, TCP is refused. */
+void sim_reject_blocked(sim_world_t *w, bool reject);
 /* Delivers a raw gossip body to node i as if from the network (tests). */
 void sim_inject(sim_world_t *w, size_t i, const uint8_t *body, size_t n);
 /* The last gossip body node i sent (tests: replays). */

@@ -478,6 +478,51 @@ Test(sbr_sim, a_one_way_cut_still_downs_only_the_cut_off_side)
         cr_assert(self_up(i), "node %zu stays Up", i);
 }
 
+/* A firewall that rejects rather than drops makes every member across the
+ * cut look like a killed process (its port refused): the verdicts still go
+ * through the resolver, so the 3 stay and the 2 go, without stable-after. */
+Test(sbr_sim, a_cut_by_a_rejecting_firewall_still_leaves_one_side)
+{
+    world(0, 1, 5, NULL);
+    form(5);
+    sim_reject_blocked(w, true);
+    int group[5] = {0, 0, 0, 1, 1};
+    cut(5, group, false);
+    until_down(3, 5, 120000);
+    sim_run_until(w, sim_now(w) + 15000);
+    assert_one_cluster("after the decision");
+    uint64_t refused = 0;
+    for (size_t i = 0; i < 5; i++)
+        refused += cluster__mship_stats(sim_mship(w, i))->refused;
+    cr_assert_gt(refused, 0, "the cut was seen as refused connections");
+    for (size_t i = 0; i < 3; i++)
+        cr_assert(self_up(i), "node %zu of the three stays Up", i);
+}
+
+/* A killed process (its host refuses the port) is downed at once, by the
+ * leader's resolver, not after stable-after. */
+Test(sbr_sim, a_killed_process_is_downed_without_waiting_for_stable_after)
+{
+    cluster__params_t p;
+    cluster__params_default(&p);
+    p.sbr.stable_after_ms = 600000; /* would never come within the test */
+    world(0, 1, 5, &p);
+    form(5);
+    sim_crash(w, 3, true);
+    int64_t end = sim_now(w) + 30000;
+    for (;;) {
+        bool all = true;
+        for (size_t i = 0; i < 5; i++)
+            all = all && (i == 3 || status_of(i, 3) >= UKKO_MEMBER_DOWN);
+        if (all)
+            break;
+        cr_assert_lt(sim_now(w), end, "the killed process is Down everywhere");
+        sim_run_until(w, sim_now(w) + 50);
+    }
+    for (size_t i = 0; i < 5; i++)
+        cr_assert(i == 3 || self_up(i), "node %zu stays Up", i);
+}
+
 Test(sbr_sim, a_crashed_member_is_downed_by_the_leader_alone)
 {
     world(0, 1, 5, NULL);
