@@ -85,11 +85,17 @@ cluster__bs_act_t cluster__bootstrap_decide(const ukko_cluster_bootstrap_config_
                  v->points);
         return CLUSTER__BS_WAIT;
     }
-    if (v->answered < (size_t)bc->required_contact_point_nr) {
+    /* A StatefulSet of one pod is a cluster of one: the expected size, when
+     * known, caps the required number (Pekko needs required-contact-point-nr
+     * set to 1 by hand for that). */
+    size_t required = (size_t)bc->required_contact_point_nr;
+    if (v->expected && v->expected < required)
+        required = v->expected;
+    if (v->answered < required) {
         snprintf(why, whylen,
-                 "%zu of %zu contact point(s) answered; cluster.bootstrap.required-contact-"
-                 "point-nr is %lld",
-                 v->answered, v->points, (long long)bc->required_contact_point_nr);
+                 "%zu of %zu contact point(s) answered; %zu must have (cluster.bootstrap."
+                 "required-contact-point-nr)",
+                 v->answered, v->points, required);
         return CLUSTER__BS_WAIT;
     }
     if (bc->contact_with_all_contact_points && v->answered < v->points) {

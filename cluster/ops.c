@@ -121,7 +121,11 @@ int cluster__mship_op_down(cluster__mship_t *m, const cluster__addr_t *a)
     if (mem->status >= UKKO_MEMBER_DOWN)
         return UKKO_EINVAL;
     if (mem->ident != m->self_ident) {
+        uint32_t ident = mem->ident;
         ms__declare_dead(m, mem, "downed by an operator (PUT /cluster/members ... operation=Down)");
+        /* The downed member hears it first hand too: it stops being ready at
+         * once instead of when it next talks to someone. */
+        ms__send_dead_to(m, a, ident);
         return 0;
     }
     ukko_log(UKKO_LOG_WARN, "cluster",

@@ -714,3 +714,119 @@ Test(bootstrap, api_unreachable_or_forbidden_keeps_trying_and_never_ready_alone,
     cr_expect_neq(ut_http(ips[0], 8558, "GET", "/ready", NULL, 1000), 200,
                   "the one without an API is still not ready");
 }
+
+/* A raw PUT to a node's management server: the status, the body in out. */
+static int put(const char *ip, const char *path, const char *token, const char *form,
+               ukko_buf_t *out)
+{
+    int fd = ut_connect(ip, 8558, 5000);
+    cr_assert_geq(fd, 0, "connect to %s", ip);
+    char req[2048];
+    int n = snprintf(req, sizeof(req),
+                     "PUT %s HTTP/1.1\r\nHost: %s\r\n%s%s%sContent-Type: "
+                     "application/x-www-form-urlencoded\r\nContent-Length: %zu\r\n"
+                     "Connection: close\r\n\r\n%s",
+                     path, ip, token ? "Authorization: Bearer " : "", token ? token : "",
+                     token ? "\r\n" : "", strlen(form), form);
+    cr_assert_eq(ut_send_all(fd, req, (size_t)n), 0);
+    int st = ut_read_response(fd, out, 5000);
+    close(fd);
+    return st;
+}
+
+/* `ukko CMD args` as an operator runs it; its exit code, output in out. */
+static int ukko_cli(const char *args, ukko_buf_t *out)
+{
+    char cmd[1200];
+    snprintf(cmd, sizeof(cmd), "env -u UKKO_MANAGEMENT_TOKEN_PATH %s %s 2>&1", UKKO_BIN, args);
+    ukko_buf_reset(out);
+    return ut_run(cmd, NULL, out);
+}
+
+Test(bootstrap, leave_and_down_are_operations_that_need_the_token, .timeout = 120)
+{
+    start_api_only();
+    char tokfile[600], points[200], tokenv[700];
+    snprintf(tokfile, sizeof(tokfile), "%s/mgmt-token", em.dir);
+    cr_assert_eq(th_write_file(tokfile, "s3cret-of-the-operators\n"), 0);
+    snprintf(tokenv, sizeof(tokenv), "UKKO_MANAGEMENT_TOKEN_PATH=%s", tokfile);
+    for (int i = 0; i < 3; i++)
+        snprintf(ips[i], sizeof(ips[i]), "127.0.0.%d", 190 + i);
+    snprintf(points, sizeof(points),
+             "UKKO_DISCOVERY_STATIC_CONTACT_POINTS=%s:8558,%s:8558,%s:8558", ips[0], ips[1],
+             ips[2]);
+    char token[600];
+    snprintf(token, sizeof(token), "%s/token", em.dir);
+    for (int i = 0; i < 3; i++) {
+        char pod[32];
+        snprintf(pod, sizeof(pod), "op-%d", i);
+        spawn(i, pod, token,
+              (const char *[]){"UKKO_DISCOVERY_METHOD=static", points, tokenv,
+                               "UKKO_CLUSTER_BOOTSTRAP_EXPECTED_CONTACT_POINT_NR=3", NULL});
+    }
+    char seen[1024];
+    cr_assert(wait_one_cluster(3, 30000, seen, sizeof(seen)), "3 form: %s", seen);
+
+    ukko_buf_t out;
+    ukko_buf_init(&out, 1 << 20);
+    char args[900], url[64];
+    snprintf(url, sizeof(url), "http://%s:8558", ips[0]);
+    snprintf(args, sizeof(args), "members --url %s", url);
+    cr_expect_eq(ukko_cli(args, &out), 0, "ukko members: %s", out.data);
+    cr_expect(strstr(out.data, "ukko://ukko@127.0.0.192:7355") && strstr(out.data, "Up"),
+              "lists the members: %s", out.data);
+
+    /* Without the token, or with a wrong one: 401, and nothing happens. */
+    snprintf(args, sizeof(args), "leave %s:7355 --url %s", ips[2], url);
+    cr_expect_eq(ukko_cli(args, &out), 1, "refused without a token: %s", out.data);
+    cr_expect(strstr(out.data, "401") != NULL, "says 401: %s", out.data);
+    cr_expect_eq(put(ips[0], "/cluster/members/127.0.0.192:7355", "guess", "operation=Leave",
+                     &out),
+                 401);
+    cr_expect_eq(put(ips[0], "/cluster/members/127.0.0.192:7355", "s3cret-of-the-operators",
+                     "operation=Reboot", &out),
+                 400, "an operation Pekko does not have: 400");
+    cr_expect_eq(put(ips[0], "/cluster/members/127.0.0.199:7355", "s3cret-of-the-operators",
+                     "operation=Down", &out),
+                 404, "no such member: 404");
+    cr_expect(strstr(out.data, "not found") != NULL, "%s", out.data);
+
+    /* Down of node 1 through node 0, with the token file. */
+    snprintf(args, sizeof(args), "down ukko://ukko@%s:7355 --url %s --token-file %s", ips[1], url,
+             tokfile);
+    cr_expect_eq(ukko_cli(args, &out), 0, "ukko down: %s", out.data);
+    cr_expect(strstr(out.data, "Downing ukko://ukko@127.0.0.191:7355") != NULL, "%s", out.data);
+    int64_t end = now_ms() + 20000;
+    char view[1024] = "";
+    while (now_ms() < end) {
+        view_of(ips[2], view, sizeof(view));
+        if (strstr(view, "127.0.0.191:7355 Down") || !strstr(view, "127.0.0.191"))
+            break;
+        sleep_ms(100);
+    }
+    cr_expect(strstr(view, "127.0.0.191:7355 Down") || !strstr(view, "127.0.0.191"),
+              "node 2 holds node 1 Down: %s", view);
+    cr_expect(ut_wait_status(ips[1], 8558, "/ready", 500, 10000),
+              "the downed node learns it and is not ready");
+
+    /* Leave of node 2 through node 0: it leaves, and its process ends well. */
+    snprintf(args, sizeof(args), "leave %s:7355 --url %s --token-file %s", ips[2], url, tokfile);
+    cr_expect_eq(ukko_cli(args, &out), 0, "ukko leave: %s", out.data);
+    cr_expect(strstr(out.data, "Leaving ukko://ukko@127.0.0.192:7355") != NULL, "%s", out.data);
+    int code = ut_wait_exit(pids[2], 30000);
+    pids[2] = 0;
+    char tail[3200];
+    node_log(2, tail, sizeof(tail));
+    cr_expect_eq(code, 0, "the node asked to leave exits 0:\n%s", tail);
+    cr_expect(strstr(tail, "left the cluster") != NULL, "after leaving in order:\n%s", tail);
+    end = now_ms() + 20000;
+    while (now_ms() < end) {
+        view_of(ips[0], view, sizeof(view));
+        if (!strstr(view, "127.0.0.192"))
+            break;
+        sleep_ms(100);
+    }
+    cr_expect(!strstr(view, "127.0.0.192"), "node 0 has removed it: %s", view);
+    cr_expect(ready(ips[0]), "and stays ready");
+    ukko_buf_destroy(&out);
+}
