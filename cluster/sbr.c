@@ -638,8 +638,8 @@ static void decide(cluster__mship_t *m, int64_t now)
                 if (v[i].unreachable && m->mem[i].live == CLUSTER__ALIVE &&
                     m->mem[i].status < UKKO_MEMBER_DOWN && m->mem[i].ident != m->self_ident)
                     ping(m, &m->mem[i]);
-            int64_t wait = m->p.probe_timeout_ms / 5; /* answers take a round trip */
-            r->next_look = now + (wait > 20 ? wait : 20);
+            int64_t wait = m->p.probe_timeout_ms / 10; /* answers take a round trip */
+            r->next_look = now + (wait > 10 ? wait : 10);
             free(v);
             return;
         }
