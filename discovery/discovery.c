@@ -74,6 +74,7 @@ struct ukko_discovery {
     ukko_contact_points_t watched; /* the set as the events left it */
     bool fresh;              /* the set is current (see ukko_discovery_fresh) */
     uint64_t watches;        /* streams started */
+    int64_t watch_started;   /* when the current stream was started */
 
     /* the expected size */
     discovery__owner_t *owner;
@@ -498,7 +499,10 @@ static void on_watch_end(void *ud, int status, const char *why)
     ukko_discovery_t *d = ud;
     if (!d->running || d->dead)
         return;
-    if (status == 0) {
+    /* A stream the server ends in order is resumed at once, unless it ended
+     * as soon as it began (a proxy that closes streams): that would spin,
+     * so it counts as a failure, with the backoff. */
+    if (status == 0 && ukko_now_ms() - d->watch_started >= 1000) {
         ukko_logf(UKKO_LOG_DEBUG, DISCOVERY_LOG, UKKO_FIELDS(UKKO_FS("rv", d->watch_rv)),
                   "%s: resuming the watch", why);
         start_watch(d);
@@ -531,6 +535,7 @@ static void start_watch(ukko_discovery_t *d)
                       : UKKO_ENOMEM;
     if (rc == 0) {
         d->watches++;
+        d->watch_started = ukko_now_ms();
         return;
     }
     if (!d->watch)
