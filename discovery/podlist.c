@@ -592,7 +592,8 @@ typedef struct items {
 static bool keep(const pod_t *p, ukko_podlist_stats_t *st, int *port)
 {
     st->pods++;
-    if (!p->meta_ok || p->name != 1 || strlen(p->name_buf) > MAX_POD_NAME)
+    /* A name that decodes to "" (raw or escaped NUL bytes) names no pod. */
+    if (!p->meta_ok || p->name != 1 || !p->name_buf[0] || strlen(p->name_buf) > MAX_POD_NAME)
         st->bad++;
     else if (p->deleting)
         st->terminating++;

@@ -80,7 +80,7 @@ static void ref_pod(const cJSON *item, const ukko_podlist_filter_t *f, ukko_cont
     const char *ip = str_of(status, "podIP");
     const cJSON *del = cJSON_GetObjectItemCaseSensitive(meta, "deletionTimestamp");
     st->pods++;
-    if (!cJSON_IsObject(item) || !cJSON_IsObject(meta) || !name || strlen(name) > 253)
+    if (!cJSON_IsObject(item) || !cJSON_IsObject(meta) || !name || !*name || strlen(name) > 253)
         st->bad++;
     else if (del && !cJSON_IsNull(del))
         st->terminating++;
