@@ -87,10 +87,10 @@ static const ukko_cfg_key_t cluster_keys[] = {
      "Each piece of news is sent retransmit-mult * ceil(log10(n + 1)) times."},
     {"cluster.suspicion-timeout", UKKO_CFG_DURATION, CC(suspicion_timeout_ms), "\"3s\"", 100,
      600000, NULL, NULL,
-     "Shortest time a suspected member has to refute before it is Down (reached with "
-     "independent confirmations; scaled up gently past 1,000 members)."},
+     "Not used: the split-brain resolver decides when a suspected member is Down "
+     "(cluster.split-brain-resolver.stable-after); kept so that configs load."},
     {"cluster.suspicion-max-mult", UKKO_CFG_INT, CC(suspicion_max_mult), "6", 1, 100, NULL, NULL,
-     "A suspicion nobody confirms lasts suspicion-max-mult times the shortest."},
+     "Not used (see cluster.suspicion-timeout); kept so that configs load."},
     {"cluster.awareness-max", UKKO_CFG_INT, CC(awareness_max), "8", 1, 64, NULL, NULL,
      "Most a node slows its own probing when it seems to be the slow one (Lifeguard)."},
     {"cluster.loop-lag-tolerance", UKKO_CFG_DURATION, CC(loop_lag_tolerance_ms), "\"500ms\"", 50,
