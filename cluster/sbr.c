@@ -426,18 +426,24 @@ void ms__sbr_changed(cluster__mship_t *m, uint32_t ident, int old_status, int ol
         r->unstable_changes++;
         reset = true;
         const cluster__member_t *self = ms__self(m);
+        /* As Pekko: said at INFO by the leader, which decides; the others
+         * (and every brief suspicion of a lossy network) at DEBUG. */
+        int level = UKKO_LOG_DEBUG;
+        if ((!before || !r->nunreachable) && ukko_log_enabled(UKKO_LOG_INFO) &&
+            cluster__mship_leader(m) == m->self_ident)
+            level = UKKO_LOG_INFO;
         if (m->in_cluster && self && self->status < UKKO_MEMBER_DOWN) {
             char d[32];
             fmt_ms(m->p.sbr.stable_after_ms, d, sizeof(d));
             if (!before)
-                ukko_logf(UKKO_LOG_INFO, "cluster",
+                ukko_logf(level, "cluster",
                           UKKO_FIELDS(UKKO_FS("strategy",
                                               cluster__sbr_strategy_name(m->p.sbr.strategy))),
                           "split-brain resolver: a member is unreachable; %s decides once the "
                           "members and their reachability have not changed for %s",
                           cluster__sbr_strategy_name(m->p.sbr.strategy), d);
             else if (!r->nunreachable)
-                ukko_log(UKKO_LOG_INFO, "cluster",
+                ukko_log(level, "cluster",
                          "split-brain resolver: no member is unreachable any more; nothing "
                          "to decide");
         }
