@@ -6,9 +6,12 @@ Starts the Kubernetes API emulator (tests/emulator) with its StatefulSet
 controller, which runs the StatefulSet of tests/emulator/ukko-statefulset.json:
 one real `ukko run` process per pod, each on its own 127.0.0.x address, with
 the environment a pod has (the API server, the service-account token, CA and
-namespace). Then prints, every second, each pod's phase, its probes (/alive,
-/ready with the reason), restarts and memory, and, from every node that serves
-GET /cluster/members, the members it sees. `kubectl get pods` is shown once.
+namespace) and a keyring made for the run. The nodes find each other through
+the API over TLS, the lowest forms the cluster and the others join it
+(docs/bootstrap.md). Then prints, every second, each pod's phase, its probes
+(/alive, /ready with the reason), restarts and memory, and, from every node
+that serves GET /cluster/members, the members it sees (Joining, then Up).
+`kubectl get pods` is shown once.
 Ctrl-C (or --seconds N) stops everything: the emulator stops every pod with
 SIGTERM, and this checks that no process is left.
 

@@ -47,10 +47,14 @@ class DemoTest(unittest.TestCase):
         self.assertEqual(os.listdir(self.tmp), [], "the demo removes its temporary directory")
 
     def test_runs_for_some_seconds_and_stops_cleanly(self):
-        proc = subprocess.run(self.cmd + ["--seconds", "5"], env=self.env, capture_output=True,
+        proc = subprocess.run(self.cmd + ["--seconds", "10"], env=self.env, capture_output=True,
                               text=True, timeout=120, stdin=subprocess.DEVNULL)
         out = proc.stdout
         self.assertEqual(proc.returncode, 0, "demo.sh exits 0; stdout:\n%s\nstderr:\n%s" % (out, proc.stderr))
+        # The pods find each other through the API and make one cluster.
+        self.assertIn("3 Running, 3 ready", out, "every pod turns ready (issue 5's bootstrap)")
+        self.assertRegex(out, r"ukko-0 +127\.0\.0\.120:7355 Up, 127\.0\.0\.121:7355 Up, "
+                              r"127\.0\.0\.122:7355 Up", "one cluster of the three, all Up")
         for i, ip in enumerate(ADDRESSES):
             self.assertRegex(out, r"ukko-%d\s+%s\s+Running\s" % (i, ip.replace(".", r"\.")),
                              "each pod is listed Running on its address")
