@@ -57,7 +57,7 @@ static const ukko_cfg_key_t node_keys[] = {
     {"management.token-path", UKKO_CFG_STRING, NC(mgmt_token_path), "null", 0, 0, NULL, NULL,
      "File holding the bearer token that operations (PUT /cluster/members/...) need; null "
      "disables them."},
-    {"node.shutdown-timeout", UKKO_CFG_DURATION, NC(shutdown_timeout_ms), "\"30s\"", 100,
+    {"cluster.shutdown-timeout", UKKO_CFG_DURATION, NC(shutdown_timeout_ms), "\"30s\"", 100,
      3600000, NULL, NULL,
      "Longest orderly stop after SIGTERM (keep it under the pod's "
      "terminationGracePeriodSeconds)."},
@@ -98,7 +98,7 @@ struct ukko_node {
     } hooks[MAX_STOP_HOOKS];
     size_t nhooks, next_hook;
     bool started, stopping, hook_pending;
-    int64_t stop_at_ms; /* when node.shutdown-timeout ends the stop */
+    int64_t stop_at_ms; /* when cluster.shutdown-timeout ends the stop */
     int exit_code;
     char token[512]; /* management token, as last read */
     struct stat token_st;
@@ -370,7 +370,7 @@ static void on_stop_deadline(struct ev_loop *loop, ev_timer *w, int revents)
     char d[32];
     ukko_format_duration(node->nc->shutdown_timeout_ms, d, sizeof(d));
     ukko_log(UKKO_LOG_WARN, "node",
-             "orderly stop did not finish within node.shutdown-timeout (%s): exiting anyway", d);
+             "orderly stop did not finish within cluster.shutdown-timeout (%s): exiting anyway", d);
     finish_stop(node, 1);
 }
 

@@ -280,7 +280,7 @@ typedef int (*ukko_stop_fn)(ukko_node_t *node, void *ud);
 void ukko_node_add_stop_hook(ukko_node_t *node, ukko_stop_fn fn, void *ud);
 void ukko_node_stop_continue(ukko_node_t *node);
 bool ukko_node_stopping(const ukko_node_t *node);
-/* While stopping: the time left before node.shutdown-timeout ends the stop
+/* While stopping: the time left before cluster.shutdown-timeout ends the stop
  * (a hook that waits on others takes a share of it); else the whole
  * timeout. */
 int64_t ukko_node_stop_remaining_ms(const ukko_node_t *node);
