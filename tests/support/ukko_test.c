@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -35,8 +36,13 @@ pid_t ut_spawn(const char *const argv[], const char *const env[], const char *lo
             envp[k++] = environ[i];
     for (size_t i = 0; i < m; i++)
         envp[k++] = (char *)env[i];
+    pid_t parent = getpid();
     pid_t pid = fork();
     if (pid == 0) {
+        /* Die with the test, even when it is killed (a ctest timeout). */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(127);
         if (log_path) {
             int fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
             if (fd >= 0) {

@@ -11,7 +11,8 @@
 
 /* Starts argv[0] with the parent's environment minus every UKKO_* variable,
  * plus env (NULL-terminated "K=V"), stdout and stderr appended to log_path
- * (NULL: inherited). Returns the pid or -1. */
+ * (NULL: inherited). The child is killed when the test process dies.
+ * Returns the pid or -1. */
 pid_t ut_spawn(const char *const argv[], const char *const env[], const char *log_path);
 /* Sends sig and waits up to timeout_ms for the exit. Returns the exit code,
  * 128+signal if killed by one, or -1 if it did not exit (then it is killed). */
