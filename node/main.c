@@ -280,6 +280,7 @@ static int cmd_run(const args_t *a)
         ukko_log(UKKO_LOG_ERROR, "actor", "cannot start the actor system (see above)");
     } else if (ukko_node_start(node) == 0) {
         ukko_node_add_metrics(node, ukko_actor_system_metrics, actors);
+        bool run = true; /* false once a module failed to start: exit with code */
 #ifdef HAVE_UKKO_CLUSTER
         /* Membership runs when the config asks for a cluster (seed nodes, a
          * keyring or cluster.insecure); without, the node serves but stays
@@ -293,15 +294,16 @@ static int cmd_run(const args_t *a)
                 ukko_cluster_free(cluster);
                 cluster = NULL;
             }
-            if (!cluster)
-                code = 2;
-            else if (ukko_cluster_start(cluster) == 0) {
+            if (!cluster) {
+                code = 2; /* the config asks for what cannot be (said above) */
+                run = false;
+            } else if (ukko_cluster_start(cluster) == 0) {
                 ukko_node_set_membership_check(node, ukko_cluster_ready_check, cluster);
                 ukko_node_add_stop_hook(node, ukko_cluster_stop_hook, cluster);
             } else {
                 ukko_cluster_free(cluster);
                 cluster = NULL;
-                code = 1;
+                run = false;
             }
         } else {
             ukko_log(UKKO_LOG_WARN, "cluster",
@@ -309,8 +311,8 @@ static int cmd_run(const args_t *a)
                      "cluster.insecure are unset): this node joins no cluster and /ready stays "
                      "500");
         }
-        if (code == 1 && (cluster || !ukko_cluster_configured(&s.cluster)))
 #endif
+        if (run)
             code = ukko_node_run(node);
     }
     /* After every stop hook (the cluster's leave and hand-off use actors):
