@@ -530,16 +530,8 @@ int discovery__k8s_list(discovery__k8s_t *k, discovery__k8s_done_fn done, void *
     k->retried = false;
     k->started_ms = ukko_now_ms();
     ukko_buf_reset(&k->body);
-    bool changed;
-    int rc = load_token(k, false, &changed, why, whylen);
-    if (rc == 0 && access(k->dc->k8s.api_ca_path, R_OK) < 0) {
-        int e = errno;
-        snprintf(why, whylen,
-                 "cannot read the CA file %s: %s (set discovery.kubernetes-api.api-ca-path; the "
-                 "API server is never contacted unverified)",
-                 k->dc->k8s.api_ca_path, strerror(e));
-        rc = -e;
-    }
+    const struct curl_slist *headers; /* start() uses k->headers itself */
+    int rc = discovery__k8s_auth(k, &headers, why, whylen);
     if (rc == 0) {
         rc = start(k);
         if (rc < 0)
