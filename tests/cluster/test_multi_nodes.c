@@ -14,7 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -22,7 +21,6 @@
 
 #define MAXN 8
 
-extern char **environ;
 
 static char *dir;
 static pid_t pids[MAXN + 1];
@@ -75,30 +73,10 @@ static void start(int i, const char *ring)
     snprintf(sn, sizeof(sn), "UKKO_CLUSTER_SEED_NODES=%s", seeds);
     snprintf(kr, sizeof(kr), "UKKO_CLUSTER_KEYRING_PATH=%s/%s", dir, ring);
     snprintf(log, sizeof(log), "%s/node%d.log", dir, i);
-    pid_t pid = fork();
+    const char *env[] = {mh, "UKKO_MANAGEMENT_PORT=8558", ch, sn, kr, "UKKO_LOG_FORMAT=text", NULL};
+    const char *argv[] = {UKKO_BIN, "run", NULL};
+    pid_t pid = ut_spawn(argv, env, log);
     cr_assert_neq(pid, -1);
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-        if (fd >= 0) {
-            dup2(fd, 1);
-            dup2(fd, 2);
-        }
-        char *env[64];
-        size_t n = 0;
-        for (char **e = environ; *e && n < 50; e++)
-            if (strncmp(*e, "UKKO_", 5))
-                env[n++] = *e;
-        env[n++] = mh;
-        env[n++] = "UKKO_MANAGEMENT_PORT=8558";
-        env[n++] = ch;
-        env[n++] = sn;
-        env[n++] = kr;
-        env[n++] = "UKKO_LOG_FORMAT=text";
-        env[n] = NULL;
-        execle(UKKO_BIN, UKKO_BIN, "run", (char *)NULL, env);
-        _exit(127);
-    }
     pids[i] = pid;
 }
 
