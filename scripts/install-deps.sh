@@ -15,6 +15,7 @@ test_pkgs=(
   prometheus        # promtool checks /metrics
   libclang-rt-14-dev  # libFuzzer and the sanitizer runtimes for clang
   kcat
+  openjdk-17-jre-headless maven  # the real Kafka broker (tests/kafka/): jars from Maven on first use
 )
 bench_pkgs=(libcaf-dev erlang-base serf hyperfine)
 
