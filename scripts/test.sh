@@ -12,6 +12,9 @@ step() { printf '\n=== %s\n' "$*"; }
 
 step "dependencies"
 scripts/install-deps.sh
+scripts/install-kubectl.sh
+step "optional tools (a missing one makes its tests say skipped)"
+scripts/optional-tools.sh
 
 step "build (RelWithDebInfo, -Werror)"
 scripts/build.sh build -DUKKO_WERROR=ON

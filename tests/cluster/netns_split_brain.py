@@ -238,6 +238,12 @@ def main():
     r = sh("ip", "netns", "add", ns(1), check=False, quiet=True)
     if r.returncode != 0:
         skip("cannot make a network namespace here: %s" % r.stderr.strip())
+    # Made is not usable: in a chroot whose / is no mount point, `ip -n`
+    # cannot enter the namespace ("mount --make-rslave /" fails).
+    r = sh("ip", "-n", ns(1), "link", "set", "lo", "up", check=False, quiet=True)
+    if r.returncode != 0:
+        skip("cannot enter a network namespace here (a chroot without its own mounts?): %s"
+             % r.stderr.strip())
 
     tmp = tempfile.mkdtemp(prefix="ukko-netns-")
     with open(os.path.join(tmp, "keyring.json"), "w") as f:

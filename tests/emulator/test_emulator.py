@@ -991,5 +991,32 @@ class LifecycleTest(unittest.TestCase):
             self.assertEqual(proc.stdout, "", "no ready line for %s" % args)
 
 
+def _main():
+    """`--kubectl`: only the tests that drive the real kubectl (ctest's
+    emulator_kubectl, which says "skipped" when kubectl is missing);
+    `--no-kubectl`: every other test (ctest's emulator)."""
+    argv = list(sys.argv)
+    only = "--kubectl" in argv
+    without = "--no-kubectl" in argv
+    argv = [a for a in argv if a not in ("--kubectl", "--no-kubectl")]
+    kubectl_cases = (KubectlTest, KubectlIPv6LegacyDiscoveryTest)
+    if not (only or without):
+        unittest.main(argv=argv)
+        return
+    if only and KUBECTL is None:
+        print("SKIPPED: kubectl is not installed (scripts/install-kubectl.sh builds it)")
+        sys.exit(0)
+    loader = unittest.TestLoader()
+    suite = unittest.TestSuite()
+    for case in list(globals().values()):
+        if isinstance(case, type) and issubclass(case, unittest.TestCase) and case is not EmulatorCase:
+            for test in loader.loadTestsFromTestCase(case):
+                uses_kubectl = case in kubectl_cases or "kubectl" in test._testMethodName
+                if uses_kubectl == only:
+                    suite.addTest(test)
+    result = unittest.TextTestRunner(verbosity=1).run(suite)
+    sys.exit(0 if result.wasSuccessful() else 1)
+
+
 if __name__ == "__main__":
-    unittest.main()
+    _main()

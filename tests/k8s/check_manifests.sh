@@ -7,7 +7,7 @@ ukko=$1
 cd "$(dirname "$0")/../.."
 "$ukko" check-config k8s/base/ukko.json > /dev/null
 if ! command -v kubectl > /dev/null; then
-  echo "SKIPPED: kubectl is not installed, overlays not rendered"; exit 0
+  echo "SKIPPED: kubectl is not installed (scripts/install-kubectl.sh builds it), overlays not rendered"; exit 0
 fi
 for o in k8s/overlays/*/; do
   out=$(kubectl kustomize "$o")
