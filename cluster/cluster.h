@@ -129,6 +129,105 @@ int ukko_cluster_self_status(const ukko_cluster_t *c);
 /* Writes the members as Pekko Management's GET /cluster/members JSON. */
 int ukko_cluster_members_json(ukko_cluster_t *c, ukko_buf_t *out);
 
+/* ------------------------------------------------------------- sharding
+ * Cluster sharding (cluster/sharding*.c, docs/sharding.md): entities of a
+ * type live in shards; each shard runs on exactly one Up member, chosen by
+ * the shard coordinator (on the oldest Up member), and moves only after its
+ * old owner handed it off (stopped, drained, committed) or was downed and
+ * removed after cluster.sharding.down-removal-margin. cluster/ knows shards,
+ * never Kafka: streams/ plugs in through ukko_shard_hooks_t.
+ * Threads: everything here is called on the loop thread unless it says
+ * otherwise; entity handlers run on dispatcher threads. */
+
+typedef struct ukko_sharding ukko_sharding_t;
+typedef struct ukko_entity_ctx ukko_entity_ctx_t;
+
+/* Kafka's default partitioner: murmur2 of the key, positive, modulo the
+ * count (org.apache.kafka.common.utils.Utils.murmur2 & 0x7fffffff % n), so a
+ * record keyed by entity id is in its entity's shard. Any thread. */
+int32_t ukko_shard_of(const void *entity_id, size_t len, int32_t shards);
+
+/* A message as an entity's handler sees it; valid during the call only. */
+typedef struct ukko_entity_msg {
+    uint32_t type; /* the application's type id (< UKKO_MSG_SYSTEM) */
+    const char *entity_id;
+    size_t entity_id_len;
+    const void *data;
+    size_t len;
+    const char *traceparent; /* W3C trace context, "" when none */
+    void *origin;            /* what fed it (streams: the record), NULL for a tell */
+} ukko_entity_msg_t;
+
+/* Runs on a dispatcher thread, one message at a time per entity, in the
+ * order they were delivered to that entity. Returning 0 acknowledges the
+ * message unless the handler called ukko_entity_defer; < 0 fails it (a fed
+ * record is retried, then dead-lettered). */
+typedef int (*ukko_entity_handler_fn)(ukko_entity_ctx_t *ctx, void *state,
+                                      const ukko_entity_msg_t *m);
+
+typedef struct ukko_entity_type {
+    const char *name;    /* [a-z0-9._-]+; a topic-fed type's Kafka group.id */
+    int32_t shards;      /* plain sharding; 0 for a topic-fed type (streams sets it) */
+    size_t state_size;   /* bytes of zeroed state per live entity */
+    int (*state_init)(void *state, const char *id, size_t id_len, void *ud); /* may be NULL */
+    void (*state_free)(void *state, void *ud);                              /* may be NULL */
+    ukko_entity_handler_fn handler;
+    int64_t passivate_idle_ms; /* stop an entity idle this long; 0 = the config's default */
+    void *ud;                  /* the application's, passed back; not owned */
+} ukko_entity_type_t;
+
+/* How a feed (streams/) learns that a shard starts or stops on this node.
+ * start: this node owns the shard from now on (return < 0 to refuse: the
+ * coordinator retries it elsewhere). stop: give it up; call done(done_arg)
+ * exactly once when nothing of the shard runs any more (drained and
+ * committed), from the loop thread, possibly later. at_once is true when the
+ * node was downed: stop at once, commit only what is already acknowledged. */
+typedef void (*ukko_shard_stopped_fn)(void *done_arg);
+typedef struct ukko_shard_hooks {
+    int (*start)(void *ud, const char *type, int32_t shard);
+    void (*stop)(void *ud, const char *type, int32_t shard, bool at_once,
+                 ukko_shard_stopped_fn done, void *done_arg);
+    void *ud;
+} ukko_shard_hooks_t;
+
+/* Registers an entity type on this node (t is copied; its strings and ud
+ * must outlive the node). hooks may be NULL (plain sharding). Every node of
+ * a cluster registers the same types. Before the node starts. */
+int ukko_sharding_register(ukko_sharding_t *s, const ukko_entity_type_t *t,
+                           const ukko_shard_hooks_t *hooks);
+/* Sets the shard count of a registered topic-fed type once streams/ knows
+ * the topic's partitions; allocation of the type waits for it. */
+int ukko_sharding_set_shards(ukko_sharding_t *s, const char *type, int32_t shards);
+
+/* Sends a message to an entity by id from any node: delivered locally when
+ * this node owns its shard, else over node-to-node TCP to the owner;
+ * buffered (bounded) while the shard has no owner or is handed off. Copies
+ * data. Returns 0, UKKO_EAGAIN when the buffer is full (logged with the
+ * type, shard and the key that raises the limit), UKKO_EINVAL for an unknown
+ * type. Loop thread. */
+int ukko_entity_tell(ukko_sharding_t *s, const char *type, const char *id, size_t id_len,
+                     uint32_t msg_type, const void *data, size_t len);
+
+/* For a feed of a shard this node owns: hands m (copied) to its entity
+ * (spawned if not live). done(arg, status) runs on the loop thread once the
+ * message is acknowledged (status 0) or failed (< 0). Returns 0, or
+ * UKKO_ENOENT when the shard is not running here. Loop thread. */
+typedef void (*ukko_entity_done_fn)(void *arg, int status);
+int ukko_entity_deliver(ukko_sharding_t *s, const char *type, int32_t shard,
+                        const ukko_entity_msg_t *m, ukko_entity_done_fn done, void *arg);
+
+/* Inside a handler: keep the current message unacknowledged after the
+ * handler returns; it is acknowledged when every token taken has been
+ * completed with ukko_entity_ack (any thread, once per token). */
+typedef struct ukko_entity_ack ukko_entity_ack_t;
+ukko_entity_ack_t *ukko_entity_defer(ukko_entity_ctx_t *ctx);
+void ukko_entity_ack(ukko_entity_ack_t *ack, int status);
+/* The current entity's id (not NUL-terminated: *len) and its type's ud. */
+const char *ukko_entity_id(const ukko_entity_ctx_t *ctx, size_t *len);
+void *ukko_entity_ud(const ukko_entity_ctx_t *ctx);
+/* The node's name as members know it ("host:port"), for results. */
+const char *ukko_entity_node(const ukko_entity_ctx_t *ctx);
+
 #ifdef __cplusplus
 }
 #endif
