@@ -52,6 +52,18 @@ typedef struct ukko_cluster_bootstrap_config {
     bool contact_with_all_contact_points; /* every discovered point must have answered */
 } ukko_cluster_bootstrap_config_t;
 
+/* Cluster sharding (keys cluster.sharding.*, Pekko's names where it has
+ * them; see docs/sharding.md). */
+typedef struct ukko_cluster_sharding_config {
+    int64_t down_removal_margin_ms;   /* shards of a Down member move only after this */
+    int64_t passivate_idle_ms;        /* an entity idle this long is stopped */
+    int64_t buffer_size;              /* tells held while shards have no owner, per node */
+    int64_t rebalance_interval_ms;    /* how often the coordinator looks at the balance */
+    int64_t rebalance_max_simultaneous; /* hand-offs under way at once, per type */
+    int64_t handoff_timeout_ms;       /* a hand-off step not answered in this is asked again */
+    int64_t max_message_bytes;        /* largest tell payload */
+} ukko_cluster_sharding_config_t;
+
 /* The settings of cluster/ (keys cluster.*). Strings and lists are owned by
  * the config they were registered with. */
 typedef struct ukko_cluster_config {
@@ -82,6 +94,7 @@ typedef struct ukko_cluster_config {
     int64_t max_sync_bytes;
     ukko_cluster_bootstrap_config_t bootstrap;
     ukko_cluster_sbr_config_t sbr;
+    ukko_cluster_sharding_config_t sharding;
 } ukko_cluster_config_t;
 
 /* Registers the cluster.* keys, storing into cc (not owned; must outlive the
@@ -141,6 +154,32 @@ int ukko_cluster_members_json(ukko_cluster_t *c, ukko_buf_t *out);
 
 typedef struct ukko_sharding ukko_sharding_t;
 typedef struct ukko_entity_ctx ukko_entity_ctx_t;
+
+/* Creates the sharding of cluster c (not owned; must outlive it), its
+ * entities spawned in sys (not owned). Types are registered next, then
+ * ukko_sharding_start. *out is the caller's (ukko_sharding_free); c keeps a
+ * borrowed pointer (ukko_cluster_sharding). Returns 0 or UKKO_ENOMEM.
+ * Loop thread. */
+int ukko_sharding_new(ukko_cluster_t *c, ukko_actor_system_t *sys, ukko_sharding_t **out);
+/* The sharding attached to c, or NULL (how streams/ finds it). */
+ukko_sharding_t *ukko_cluster_sharding(ukko_cluster_t *c);
+/* Starts regions and the coordinator role: the types registered so far
+ * are this node's. Adds the stop task of phase
+ * cluster-sharding-shutdown-region (this node's shards handed off), the
+ * /cluster/shards/{type} route and the metrics. Returns 0 or < 0 (logged). */
+int ukko_sharding_start(ukko_sharding_t *s);
+/* Stops every shard at once (hooks.stop with at_once) and every entity;
+ * no hand-off. What a downed node does; safe to call twice. */
+void ukko_sharding_stop_now(ukko_sharding_t *s);
+/* Releases everything; after the loop ended or before the start. */
+void ukko_sharding_free(ukko_sharding_t *s);
+/* Shards of type running on this node now (for tests and apps), or < 0. */
+int ukko_sharding_local_count(const ukko_sharding_t *s, const char *type);
+
+/* The hook kind an application uses to offer a plain entity type through
+ * ukko_host_add_hook: desc is a const ukko_entity_type_t * (static
+ * storage); the sharding registers each one when it starts. */
+#define UKKO_HOOK_ENTITY_TYPE "cluster.entity-type"
 
 /* Kafka's default partitioner: murmur2 of the key, positive, modulo the
  * count (org.apache.kafka.common.utils.Utils.murmur2 & 0x7fffffff % n), so a
