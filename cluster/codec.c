@@ -3,7 +3,7 @@
  * reader. Any thread (no state). Invariant: the reader never reads past n,
  * and a malformed message ends the body's processing without side effects
  * on what was already returned. */
-#include "cluster_internal.h"
+#include "sharding_internal.h"
 
 #include <string.h>
 
@@ -267,7 +267,9 @@ int ukko_wire_decode_header(const uint8_t *b, size_t n, ukko_wire_hdr_t *h)
     get_bytes(&r, h->from.ip, 16);
     get_bytes(&r, h->uid, CLUSTER__UID_LEN);
     h->digest = get_u64(&r);
-    if (h->kind < UKKO_WIRE_GOSSIP || h->kind > UKKO_WIRE_WATCH || h->from.port == 0)
+    /* Membership kinds, then sharding's (sharding_internal.h) */
+    if (h->kind < UKKO_WIRE_GOSSIP || (h->kind > UKKO_WIRE_WATCH && h->kind < SH_KIND_FIRST) ||
+        h->kind > SH_KIND_LAST || h->from.port == 0)
         return UKKO_EPROTO;
     return 0;
 }
