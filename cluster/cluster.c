@@ -1,8 +1,9 @@
 /* cluster.c: the membership of a real node: reads the keyring (refusing to
  * run without one unless cluster.insecure), resolves its own address and the
- * seed nodes, gives the core a real clock and CSPRNG, logs member changes,
- * and answers the node's readiness check and stop hook. Loop thread only.
- * Invariant: no packet is sent or accepted before the keyring is loaded. */
+ * seed nodes, gives the core a real clock and CSPRNG, logs member changes
+ * and hands them to event subscribers, and answers the node's readiness
+ * check. Loop thread only. Invariant: no packet is sent or accepted before
+ * the keyring is loaded. */
 #include "bootstrap.h"
 #include "runtime.h"
 
@@ -51,6 +52,8 @@ static void env_changed(void *ud, uint32_t ident, int old_status, int old_live, 
     char name[160];
     cluster__node_name(c->cc->name, c->ids, ident, name, sizeof(name));
     bool self = ident == cluster__mship_self(c->m);
+    if (c->events)
+        cluster__events_changed(c->events, ident, old_status, old_live, status, live);
     if (self && status != old_status)
         cluster__leave_self_changed(c, old_status, status);
     if (status != old_status) {
@@ -162,6 +165,36 @@ static void on_keyring_change(struct ev_loop *loop, ev_stat *w, int revents)
               next.nkeys);
 }
 
+/* Before the loop sleeps: what the membership changed in this turn goes to
+ * the subscribers, outside the core's call chain. */
+static void on_events_flush(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    ukko_cluster_t *c = w->data;
+    if (cluster__events_pending(c->events))
+        cluster__events_flush(c->events);
+}
+
+int ukko_cluster_subscribe(ukko_cluster_t *c, ukko_cluster_event_fn fn, void *ud,
+                           ukko_cluster_sub_t **out)
+{
+    int rc = cluster__events_subscribe(c->events, fn, ud, out);
+    if (rc == 0 && !c->stopped && !ev_is_active(&c->events_flush))
+        ev_prepare_start(c->loop, &c->events_flush);
+    return rc;
+}
+
+void ukko_cluster_unsubscribe(ukko_cluster_t *c, ukko_cluster_sub_t *sub)
+{
+    cluster__events_unsubscribe(c->events, sub);
+}
+
+bool ukko_cluster_converged(const ukko_cluster_t *c)
+{
+    return cluster__events_converged(c->events);
+}
+
 ukko_cluster_t *ukko_cluster_new(ukko_node_t *node, const ukko_cluster_config_t *cc)
 {
     ukko_cluster_t *c = calloc(1, sizeof(*c));
@@ -247,12 +280,16 @@ ukko_cluster_t *ukko_cluster_new(ukko_node_t *node, const ukko_cluster_config_t 
                   : NULL;
     free(seeds);
     seeds = NULL;
-    if (!c->m) {
+    /* Changes pile up only within one turn of the loop: a full-state sync
+     * of every member is the most one turn brings. */
+    c->events = c->m ? cluster__events_new(c->m, cc->name, 4 * (size_t)c->params.max_members + 1024)
+                     : NULL;
+    if (!c->m || !c->events) {
         ukko_log(UKKO_LOG_ERROR, "cluster", "out of memory creating the membership");
         goto fail;
     }
-    cluster__routes_register(c, ukko_node_http(node));
-    ukko_node_add_metrics(node, cluster__metrics, c);
+    ev_prepare_init(&c->events_flush, on_events_flush);
+    c->events_flush.data = c;
     return c;
 fail:
     free(seeds);
@@ -308,6 +345,7 @@ void ukko_cluster_stop(ukko_cluster_t *c)
     if (c->started && cluster__mship_self_status(c->m) < UKKO_MEMBER_DOWN)
         cluster__mship_leave(c->m);
     c->stopped = true;
+    ev_prepare_stop(c->loop, &c->events_flush);
     cluster__bootstrap_stop(c->bootstrap);
     ev_timer_stop(c->loop, &c->leave_flush);
     ev_timer_stop(c->loop, &c->leave_deadline);
@@ -324,6 +362,7 @@ void ukko_cluster_free(ukko_cluster_t *c)
         return;
     ukko_cluster_stop(c);
     cluster__bootstrap_free(c->bootstrap);
+    cluster__events_free(c->events);
     cluster__mship_free(c->m);
     cluster__ids_free(c->ids);
     memset(&c->keyring, 0, sizeof(c->keyring));

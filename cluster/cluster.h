@@ -108,11 +108,23 @@ bool ukko_cluster_configured(const ukko_cluster_config_t *cc);
 
 typedef struct ukko_cluster ukko_cluster_t;
 
+/* The cluster as a module of the program (node/ukko.h): its settings
+ * (cluster.*), its start (membership, bootstrapping through discovery
+ * unless cluster.seed-nodes is set; none at all when not configured), its
+ * readiness check, its stop tasks (cluster-leave: Leaving until the leader
+ * makes it Exiting; cluster-exiting: Exiting told, then the farewell;
+ * cluster-exiting-done: sockets and timers stopped), the /cluster/ routes,
+ * its /metrics families, and the commands `ukko members|leave|down`. */
+extern const ukko_module_t ukko_cluster_module;
+
+/* The cluster a host runs, or NULL when it runs none (not configured). */
+ukko_cluster_t *ukko_cluster_of(ukko_host_t *host);
+
 /* Creates the membership of this node: reads the keyring (or refuses, without
- * one, unless cluster.insecure), picks the uid, registers /cluster/members
- * routes and metrics on node. Neither node nor cc is owned; both must outlive
- * the cluster. On failure returns NULL and has logged why (a message naming
- * the key and the way out). Loop thread. */
+ * one, unless cluster.insecure) and picks the uid (the module adds the
+ * /cluster/ routes and the metrics). Neither node nor cc is owned; both must
+ * outlive the cluster. On failure returns NULL and has logged why (a message
+ * naming the key and the way out). Loop thread. */
 ukko_cluster_t *ukko_cluster_new(ukko_node_t *node, const ukko_cluster_config_t *cc);
 /* Binds UDP and TCP on cluster.hostname:cluster.port and begins joining
  * (or forms the cluster). Returns 0 or a negative UKKO_E* (logged). */
@@ -133,14 +145,80 @@ void ukko_cluster_free(ukko_cluster_t *c);
 /* The readiness check for ukko_node_set_membership_check: healthy while this
  * node's own status is Up or WeaklyUp. ud is the ukko_cluster_t. */
 bool ukko_cluster_ready_check(void *ud, char *why, size_t whylen);
-/* A stop hook for ukko_node_add_stop_hook: announces the leave, flushes it for
- * a few gossip rounds, then lets the node stop. ud is the ukko_cluster_t. */
-int ukko_cluster_stop_hook(ukko_node_t *node, void *ud);
+/* Adds the cluster's tasks to the node's stop phases (see
+ * ukko_cluster_module); a node stopped as downed skips the leave. */
+int ukko_cluster_add_stop_tasks(ukko_cluster_t *c);
 
 /* This node's status (ukko_member_status_t). */
 int ukko_cluster_self_status(const ukko_cluster_t *c);
 /* Writes the members as Pekko Management's GET /cluster/members JSON. */
 int ukko_cluster_members_json(ukko_cluster_t *c, ukko_buf_t *out);
+
+/* ------------------------------------------------------ membership events
+ * A subscription to the membership as this node sees it, for sharding
+ * (memberlist's event delegate, Pekko's cluster domain events). Events come
+ * on the loop thread, never inside the membership code's own call chain
+ * (queued, delivered before the loop sleeps), in the order the changes
+ * happened; each member's events follow its statuses (a member may skip
+ * some: Joining straight to Up, Exiting straight to Removed). */
+
+typedef enum {
+    UKKO_CLUSTER_MEMBER_JOINED = 1,   /* a member new to this view, Joining */
+    UKKO_CLUSTER_MEMBER_WEAKLY_UP,    /* Joining without convergence (someone unreachable) */
+    UKKO_CLUSTER_MEMBER_UP,
+    UKKO_CLUSTER_MEMBER_LEAVING,      /* Pekko's MemberLeft */
+    UKKO_CLUSTER_MEMBER_EXITING,      /* Pekko's MemberExited */
+    UKKO_CLUSTER_MEMBER_DOWN,
+    UKKO_CLUSTER_MEMBER_REMOVED,      /* out of the view (after Exiting, or Down) */
+    UKKO_CLUSTER_MEMBER_UNREACHABLE,  /* suspected by failure detection */
+    UKKO_CLUSTER_MEMBER_REACHABLE,    /* suspicion refuted */
+    /* The view has just converged: every member (Joining to Exiting) is
+     * reachable and reports this node's view digest. member is NULL. */
+    UKKO_CLUSTER_VIEW_CONVERGED,
+    /* The snapshot that opens every subscription is complete. member is NULL. */
+    UKKO_CLUSTER_SNAPSHOT_DONE
+} ukko_cluster_event_kind_t;
+
+/* Pekko's names ("MemberUp", "UnreachableMember", ...; static). */
+const char *ukko_cluster_event_name(ukko_cluster_event_kind_t kind);
+
+/* A member as an event shows it; every pointer is valid during the call only. */
+typedef struct ukko_cluster_member {
+    const char *address;     /* "127.0.0.1:7355": the member's gossip endpoint */
+    const char *node;        /* "ukko://name@127.0.0.1:7355", as /cluster/members */
+    const char *uid;         /* 32 hex digits: this incarnation of the member */
+    const char *const *roles;
+    size_t nroles;
+    int64_t started_ms;      /* wall clock of its process start: the oldest started first */
+    int status;              /* ukko_member_status_t, after the change */
+    int old_status;          /* before it; -1 for a member new to this view or in a snapshot */
+    bool reachable;
+    bool self;               /* this node: its own status changes come this way too */
+} ukko_cluster_member_t;
+
+typedef struct ukko_cluster_event {
+    ukko_cluster_event_kind_t kind;
+    const ukko_cluster_member_t *member; /* NULL for VIEW_CONVERGED and SNAPSHOT_DONE */
+    bool snapshot;  /* part of a snapshot (at subscription, or again after an overflow) */
+    bool converged; /* the view is converged as of this event */
+} ukko_cluster_event_t;
+
+typedef void (*ukko_cluster_event_fn)(const ukko_cluster_event_t *ev, void *ud);
+typedef struct ukko_cluster_sub ukko_cluster_sub_t;
+
+/* Subscribes fn(ev, ud): first, inside this call, the snapshot (one event
+ * per member with its status as kind and snapshot set, UNREACHABLE after a
+ * suspected one, then SNAPSHOT_DONE), then every change. If changes pile up
+ * beyond what the queue holds (4 per member allowed, cluster.max-members), a
+ * new snapshot replaces them (logged). fn may unsubscribe (itself or others)
+ * and subscribe. *out (may be NULL) is the handle for unsubscribing; ud is
+ * not owned. Returns 0, UKKO_EINVAL, UKKO_ENOMEM. Loop thread. */
+int ukko_cluster_subscribe(ukko_cluster_t *c, ukko_cluster_event_fn fn, void *ud,
+                           ukko_cluster_sub_t **out);
+/* No event reaches fn after this returns. Loop thread. */
+void ukko_cluster_unsubscribe(ukko_cluster_t *c, ukko_cluster_sub_t *sub);
+/* True when this node is in a cluster whose view has converged. */
+bool ukko_cluster_converged(const ukko_cluster_t *c);
 
 /* ------------------------------------------------------------- sharding
  * Cluster sharding (cluster/sharding*.c, docs/sharding.md): entities of a

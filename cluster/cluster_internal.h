@@ -466,6 +466,13 @@ const cluster__member_t *cluster__mship_find(const cluster__mship_t *m, const cl
 const cluster__suspicion_t *cluster__mship_suspicion(const cluster__mship_t *m,
                                                     const cluster__member_t *mem);
 uint64_t cluster__mship_digest(const cluster__mship_t *m);
+/* True when every member in the cluster (Joining to Exiting), this node
+ * aside, is reachable and last reported this node's view digest: the
+ * convergence the leader waits for before it moves members on. */
+bool cluster__mship_converged(const cluster__mship_t *m);
+/* Counts the changes of the digests members reported: convergence can only
+ * have changed when this or a member's status or reachability did. */
+uint64_t cluster__mship_view_seq(const cluster__mship_t *m);
 int cluster__mship_awareness(const cluster__mship_t *m);
 /* The leader (lowest address among reachable Up/Leaving members, else among
  * the reachable Joining ones) and the oldest Up member: ident or UINT32_MAX. */
@@ -491,6 +498,31 @@ void cluster__mship_state_body(cluster__mship_t *m, uint8_t kind, uint8_t flags,
  * queued to spread: how the simulator starts from a converged cluster. */
 void cluster__mship_prefill(cluster__mship_t *m, const uint8_t *body, size_t n);
 
+/* ================================================== membership events */
+
+/* The subscribers of one membership core and the changes not yet delivered
+ * to them (events.c). The real node feeds it from its env.changed and
+ * flushes before its loop sleeps; the simulator's tests do the same from
+ * their observer and after each step. cluster_name is not copied. */
+typedef struct cluster__events cluster__events_t;
+
+cluster__events_t *cluster__events_new(cluster__mship_t *m, const char *cluster_name,
+                                       size_t max_queue);
+void cluster__events_free(cluster__events_t *ev);
+/* A member changed (the core's changed callback): queues its events. */
+void cluster__events_changed(cluster__events_t *ev, uint32_t ident, int old_status, int old_live,
+                             int status, int live);
+/* True when a flush has something to deliver or to look at. */
+bool cluster__events_pending(const cluster__events_t *ev);
+/* Delivers what is queued, then the convergence signal when the view has
+ * just converged. Never inside the core's own call chain. */
+void cluster__events_flush(cluster__events_t *ev);
+/* Adds a subscriber and delivers its snapshot at once. */
+int cluster__events_subscribe(cluster__events_t *ev, ukko_cluster_event_fn fn, void *ud,
+                              ukko_cluster_sub_t **out);
+void cluster__events_unsubscribe(cluster__events_t *ev, ukko_cluster_sub_t *sub);
+bool cluster__events_converged(const cluster__events_t *ev);
+
 /* ====================================================== routes, metrics */
 
 /* "ukko://name@host:port" of an identity. */
@@ -498,6 +530,13 @@ void cluster__node_name(const char *cluster_name, const cluster__ids_t *ids, uin
                         char *out, size_t outlen);
 void cluster__uid_hex(const uint8_t *uid, char *out /* 33 */);
 int cluster__routes_register(ukko_cluster_t *c, ukko_http_server_t *srv);
+/* `ukko members|leave|down` (ctl.c): runs command against the node at
+ * base_url ("http://127.0.0.1:8558"); operand is the member address for
+ * leave/down; token_path (may be NULL) holds the bearer token for
+ * operations. Prints the result on stdout, errors on stderr; returns the
+ * exit code (0, 1, 2). Main thread, outside any node. */
+int cluster__ctl_run(const char *command, const char *operand, const char *base_url,
+                     const char *token_path);
 void cluster__metrics(ukko_buf_t *out, void *ud);
 /* The resolver's families in /metrics (sbr.c). */
 void cluster__sbr_metrics(ukko_buf_t *out, const cluster__mship_t *m);

@@ -1,9 +1,8 @@
 /* ctl.c: `ukko members`, `ukko leave ADDRESS`, `ukko down ADDRESS`: libcurl
  * clients of a node's management routes (Pekko Management's shapes), for
- * operators. Main thread, one request each. */
-#include "ctl.h"
-
-#include "ukko.h"
+ * operators; the commands of the cluster module (module.c). Main thread,
+ * one request each. */
+#include "cluster_internal.h"
 
 #include <curl/curl.h>
 #include <stdio.h>
@@ -111,7 +110,7 @@ static char *read_token(const char *path)
     return strdup(buf);
 }
 
-int ukko_ctl_run(const char *command, const char *operand, const char *base_url,
+int cluster__ctl_run(const char *command, const char *operand, const char *base_url,
                  const char *token_path)
 {
     bool members = !strcmp(command, "members");

@@ -799,6 +799,8 @@ void cluster__mship_recv(cluster__mship_t *m, const uint8_t *body, size_t n)
             }
             return;
         }
+        if (sender->digest != h.digest)
+            m->view_seq++;
         sender->digest = h.digest;
         sender->heard_ds = deciseconds(m, now);
         /* Views that stay different for 2 s (longer than gossip needs to
@@ -921,6 +923,11 @@ const cluster__suspicion_t *cluster__mship_suspicion(const cluster__mship_t *m,
 uint64_t cluster__mship_digest(const cluster__mship_t *m)
 {
     return m->digest;
+}
+
+uint64_t cluster__mship_view_seq(const cluster__mship_t *m)
+{
+    return m->view_seq;
 }
 
 int cluster__mship_awareness(const cluster__mship_t *m)

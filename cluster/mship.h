@@ -72,6 +72,7 @@ struct cluster__mship {
     size_t nlive;    /* status < Down */
     size_t npending; /* Joining, WeaklyUp or Leaving: the leader has work */
     uint64_t digest;
+    uint64_t view_seq; /* counts changes of the digests members report (events.c) */
 
     /* probing */
     size_t probe_idx;

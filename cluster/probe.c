@@ -227,7 +227,7 @@ void ms__on_nack(cluster__mship_t *m, const ukko_wire_msg_t *msg)
 
 /* ---------------------------------------------------------- leader */
 
-static bool converged(cluster__mship_t *m)
+bool cluster__mship_converged(const cluster__mship_t *m)
 {
     for (size_t i = 0; i < m->nmem; i++) {
         const cluster__member_t *mem = &m->mem[i];
@@ -254,7 +254,7 @@ void ms__leader_tick(cluster__mship_t *m, int64_t now)
         m->unconverged_since = 0;
         return;
     }
-    if (converged(m)) {
+    if (cluster__mship_converged(m)) {
         m->unconverged_since = 0;
         ukko_wire_w_t w;
         ukko_wire_w_init(&w, m->pkt, m->pktcap);

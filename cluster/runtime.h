@@ -1,6 +1,7 @@
-/* runtime.h: the membership of a real node: the core, its keyring, and the
- * sockets and timers that carry it on the node's libev loop. Private to
- * cluster.c, transport_ev.c and routes.c. Loop thread only. */
+/* runtime.h: the membership of a real node: the core, its keyring, the
+ * sockets and timers that carry it on the node's libev loop, its event
+ * subscribers and its leave. Private to cluster.c, transport_ev.c, routes.c,
+ * leave.c and module.c. Loop thread only. */
 #ifndef UKKO_CLUSTER_RUNTIME_H
 #define UKKO_CLUSTER_RUNTIME_H
 
@@ -44,11 +45,18 @@ struct ukko_cluster {
     rt_conn_t *conns;
     size_t nconns;
 
+    /* membership events: delivered before the loop sleeps */
+    cluster__events_t *events;
+    ev_prepare events_flush;
+
     /* bootstrap through discovery (NULL: cluster.seed-nodes) and the leave */
     struct cluster__bootstrap *bootstrap;
-    bool leaving;   /* the stop hook leaves: Leaving, then Exiting, then gone */
+    bool leaving;   /* the cluster-leave task leaves: Leaving, then Exiting, then gone */
     bool exiting;   /* Exiting: flushing it, then the farewell */
+    bool stop_tasks_added;
     ev_timer leave_deadline;
+    ukko_stop_task_t *leave_task; /* cluster-leave, until this node is Exiting */
+    ukko_stop_task_t *exit_task;  /* cluster-exiting, until the farewell is said */
     uint8_t *rxbuf, *txbuf, *body; /* RT_UDP_BUF each */
     bool started, stopped;
 };

@@ -171,8 +171,11 @@ static void record_digest(cluster__mship_t *m, const ukko_wire_hdr_t *h)
 {
     uint32_t a = cluster__ids_addr(m->ids, &h->from);
     cluster__member_t *mem = a == UINT32_MAX ? NULL : ms__find_addr(m, a);
-    if (mem && !memcmp(ms__ident(m, mem)->uid, h->uid, CLUSTER__UID_LEN))
+    if (mem && !memcmp(ms__ident(m, mem)->uid, h->uid, CLUSTER__UID_LEN)) {
+        if (mem->digest != h->digest)
+            m->view_seq++;
         mem->digest = h->digest;
+    }
 }
 
 void cluster__mship_sync_serve(cluster__mship_t *m, const uint8_t *req, size_t n, ukko_buf_t *out)

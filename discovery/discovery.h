@@ -56,6 +56,11 @@ typedef struct ukko_discovery_config {
  * must outlive cfg's loads). Main thread, before ukko_config_load. */
 int ukko_discovery_config_register(ukko_config_t *cfg, ukko_discovery_config_t *dc);
 
+/* Discovery as a module of the program (node/ukko.h): its settings (the
+ * cluster's bootstrap reads them) and `ukko discover`. It starts nothing
+ * by itself: the cluster runs discovery when it bootstraps through it. */
+extern const ukko_module_t ukko_discovery_module;
+
 /* --------------------------------------------------------- contact points */
 
 /* One place to reach a peer's management server. host is a bare IP address

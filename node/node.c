@@ -1,8 +1,10 @@
 /* node.c: one node's lifecycle on its libev loop: the management server and
  * its built-in routes (/alive, /ready, /startup, /metrics), health checks,
- * signals, and the orderly stop that later modules hang their leave on.
- * Loop thread only. Invariant: once stopping, /ready never answers 200 again. */
+ * signals, and the orderly stop (its phases are shutdown.c's) that modules
+ * hang their tasks on. Loop thread only. Invariant: once stopping, /ready
+ * never answers 200 again. */
 #include "http_internal.h"
+#include "shutdown.h"
 
 #include <ev.h>
 #include <signal.h>
@@ -16,7 +18,6 @@
 
 #define MAX_CHECKS 16
 #define MAX_COLLECTORS 32
-#define MAX_STOP_HOOKS 16
 
 static const char *const level_choices[] = {"debug", "info", "warn", "error", NULL};
 static const char *const format_choices[] = {"json", "text", NULL};
@@ -81,8 +82,7 @@ struct ukko_node {
     struct ev_loop *loop;
     ukko_http_server_t *http;
     ev_signal sig_term, sig_int, sig_hup;
-    ev_timer stop_deadline;
-    ev_idle stop_step;
+    ukko__stop_t stop;
     check_t checks[MAX_CHECKS];
     size_t nchecks;
     ukko_check_fn member_fn;
@@ -92,13 +92,7 @@ struct ukko_node {
         void *ud;
     } collectors[MAX_COLLECTORS];
     size_t ncollectors;
-    struct {
-        ukko_stop_fn fn;
-        void *ud;
-    } hooks[MAX_STOP_HOOKS];
-    size_t nhooks, next_hook;
-    bool started, stopping, hook_pending;
-    int64_t stop_at_ms; /* when cluster.shutdown-timeout ends the stop */
+    bool started, stopping;
     int exit_code;
     char token[512]; /* management token, as last read */
     struct stat token_st;
@@ -128,8 +122,13 @@ int64_t ukko_node_stop_remaining_ms(const ukko_node_t *node)
 {
     if (!node->stopping)
         return node->nc->shutdown_timeout_ms;
-    int64_t left = node->stop_at_ms - ukko_now_ms();
+    int64_t left = node->stop.deadline_ms - ukko_now_ms();
     return left > 0 ? left : 0;
+}
+
+ukko_stop_reason_t ukko_node_stop_reason(const ukko_node_t *node)
+{
+    return node->stopping ? node->stop.reason : UKKO_STOP_ORDERLY;
 }
 
 void ukko_node_add_check(ukko_node_t *node, ukko_check_kind_t kind, const char *name,
@@ -163,15 +162,16 @@ void ukko_node_add_metrics(ukko_node_t *node, ukko_metrics_fn fn, void *ud)
     node->ncollectors++;
 }
 
-void ukko_node_add_stop_hook(ukko_node_t *node, ukko_stop_fn fn, void *ud)
+int ukko_node_add_stop_task(ukko_node_t *node, ukko_phase_t phase, const char *name,
+                            ukko_stop_task_fn fn, void *ud)
 {
-    if (node->nhooks == MAX_STOP_HOOKS) {
-        ukko_log(UKKO_LOG_ERROR, "node", "too many stop hooks: one not added");
-        return;
-    }
-    node->hooks[node->nhooks].fn = fn;
-    node->hooks[node->nhooks].ud = ud;
-    node->nhooks++;
+    return ukko__stop_add(&node->stop, phase, name, fn, ud);
+}
+
+void ukko_node_set_phase_timeout(ukko_node_t *node, ukko_phase_t phase, int64_t ms)
+{
+    if ((int)phase >= 0 && phase < UKKO_PHASE_COUNT && ms > 0)
+        node->stop.phase_timeout_ms[phase] = ms;
 }
 
 /* ------------------------------------------------------------- tokens */
@@ -321,70 +321,22 @@ static void route_metrics(const ukko_http_request_t *req, ukko_http_response_t *
 
 /* ------------------------------------------------------------ stopping */
 
+/* The stop's end (shutdown.c calls it): the loop ends with code. */
 static void finish_stop(ukko_node_t *node, int code)
 {
-    ev_timer_stop(node->loop, &node->stop_deadline);
-    ev_idle_stop(node->loop, &node->stop_step);
     node->exit_code = code;
     ev_break(node->loop, EVBREAK_ALL);
 }
 
-/* Runs the remaining hooks in order; a hook that works in the background
- * resumes the sequence through ukko_node_stop_continue. */
-static void run_hooks(ukko_node_t *node)
+void ukko_node_stop_for(ukko_node_t *node, ukko_stop_reason_t reason, const char *why)
 {
-    while (node->next_hook < node->nhooks) {
-        size_t i = node->next_hook++;
-        if (node->hooks[i].fn(node, node->hooks[i].ud) == 1) {
-            node->hook_pending = true;
-            return;
-        }
-    }
-    int64_t took = ukko_now_ms() - node->start_mono_ms;
-    (void)took;
-    ukko_log(UKKO_LOG_INFO, "node", "stopped in order; exiting");
-    finish_stop(node, 0);
-}
-
-static void on_stop_step(struct ev_loop *loop, ev_idle *w, int revents)
-{
-    (void)revents;
-    ev_idle_stop(loop, w);
-    run_hooks(w->data);
-}
-
-void ukko_node_stop_continue(ukko_node_t *node)
-{
-    if (!node->hook_pending)
-        return;
-    node->hook_pending = false;
-    /* Resume from the loop, not inside the caller's callback chain. */
-    ev_idle_start(node->loop, &node->stop_step);
-}
-
-static void on_stop_deadline(struct ev_loop *loop, ev_timer *w, int revents)
-{
-    (void)loop;
-    (void)revents;
-    ukko_node_t *node = w->data;
-    char d[32];
-    ukko_format_duration(node->nc->shutdown_timeout_ms, d, sizeof(d));
-    ukko_log(UKKO_LOG_WARN, "node",
-             "orderly stop did not finish within cluster.shutdown-timeout (%s): exiting anyway", d);
-    finish_stop(node, 1);
+    node->stopping = true; /* /ready is 500 from here on */
+    ukko__stop_begin(&node->stop, reason, why);
 }
 
 void ukko_node_stop(ukko_node_t *node, const char *why)
 {
-    if (node->stopping)
-        return;
-    node->stopping = true;
-    node->stop_at_ms = ukko_now_ms() + node->nc->shutdown_timeout_ms;
-    ukko_logf(UKKO_LOG_INFO, "node", UKKO_FIELDS(UKKO_FS("reason", why)),
-              "stopping: no longer ready; running %zu stop hook(s)", node->nhooks);
-    ev_timer_set(&node->stop_deadline, (double)node->nc->shutdown_timeout_ms / 1000.0, 0.);
-    ev_timer_start(node->loop, &node->stop_deadline);
-    ev_idle_start(node->loop, &node->stop_step);
+    ukko_node_stop_for(node, UKKO_STOP_ORDERLY, why);
 }
 
 static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
@@ -400,7 +352,11 @@ static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
         return;
     }
     if (node->stopping) {
-        ukko_log(UKKO_LOG_WARN, "node", "received %s again while stopping: exiting now", name);
+        char where[480];
+        ukko__stop_describe(&node->stop, where, sizeof(where));
+        ukko_log(UKKO_LOG_WARN, "node", "received %s again while stopping: exiting now%s%s%s",
+                 name, *where ? " (" : "", where, *where ? ")" : "");
+        ukko__stop_abort(&node->stop);
         finish_stop(node, 1);
         return;
     }
@@ -431,10 +387,7 @@ ukko_node_t *ukko_node_new(const ukko_node_config_t *nc, struct ev_loop *loop)
     ev_signal_init(&node->sig_int, on_signal, SIGINT);
     ev_signal_init(&node->sig_hup, on_signal, SIGHUP);
     node->sig_term.data = node->sig_int.data = node->sig_hup.data = node;
-    ev_init(&node->stop_deadline, on_stop_deadline);
-    node->stop_deadline.data = node;
-    ev_idle_init(&node->stop_step, on_stop_step);
-    node->stop_step.data = node;
+    ukko__stop_init(&node->stop, node->loop, node, finish_stop, nc->shutdown_timeout_ms);
 
     ukko_http_route(node->http, "GET", "/alive", route_alive, node);
     ukko_http_route(node->http, "GET", "/ready", route_ready, node);
@@ -477,8 +430,7 @@ void ukko_node_free(ukko_node_t *node)
     ev_signal_stop(node->loop, &node->sig_term);
     ev_signal_stop(node->loop, &node->sig_int);
     ev_signal_stop(node->loop, &node->sig_hup);
-    ev_timer_stop(node->loop, &node->stop_deadline);
-    ev_idle_stop(node->loop, &node->stop_step);
+    ukko__stop_destroy(&node->stop);
     ukko_http__server_free(node->http);
     free(node);
 }

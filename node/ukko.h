@@ -246,7 +246,7 @@ ukko_node_t *ukko_node_new(const ukko_node_config_t *nc, struct ev_loop *loop);
 int ukko_node_start(ukko_node_t *node);
 /* Runs the loop until the node has stopped. Returns the exit code. */
 int ukko_node_run(ukko_node_t *node);
-/* Begins an orderly stop (as SIGTERM does). */
+/* Begins an orderly stop (as SIGTERM does): see "the orderly stop" below. */
 void ukko_node_stop(ukko_node_t *node, const char *why);
 void ukko_node_free(ukko_node_t *node);
 ukko_http_server_t *ukko_node_http(ukko_node_t *node);
@@ -272,18 +272,87 @@ void ukko_node_set_membership_check(ukko_node_t *node, ukko_check_fn fn, void *u
 bool ukko_node_authorize(ukko_node_t *node, const ukko_http_request_t *req,
                          ukko_http_response_t *res);
 
-/* Stop hooks run in the order added when the node stops (SIGTERM, SIGINT or
- * ukko_node_stop). A hook returns 0 when done, or 1 when it finished work in
- * the background and will call ukko_node_stop_continue. The node exits when
- * all are done or shutdown-timeout has passed. */
-typedef int (*ukko_stop_fn)(ukko_node_t *node, void *ud);
-void ukko_node_add_stop_hook(ukko_node_t *node, ukko_stop_fn fn, void *ud);
-void ukko_node_stop_continue(ukko_node_t *node);
-bool ukko_node_stopping(const ukko_node_t *node);
 /* While stopping: the time left before cluster.shutdown-timeout ends the stop
- * (a hook that waits on others takes a share of it); else the whole
+ * (a task that waits on others takes a share of it); else the whole
  * timeout. */
 int64_t ukko_node_stop_remaining_ms(const ukko_node_t *node);
+bool ukko_node_stopping(const ukko_node_t *node);
+
+/* ---- the orderly stop, in named phases (Pekko's coordinated shutdown)
+ *
+ * A stop (SIGTERM, SIGINT, ukko_node_stop, an operator's leave, a downed
+ * node) runs the phases below in this order, and any module adds tasks to
+ * any phase (ukko_node_add_stop_task). /ready answers 500 from the stop's
+ * first moment, before any phase. The tasks of a phase are started in the
+ * order they were added and may finish in any order; the next phase starts
+ * once every one has called ukko_stop_task_done, or when the phase's
+ * timeout has passed: then the stop logs which tasks did not finish and
+ * goes on. The whole stop is bounded by cluster.shutdown-timeout, past which
+ * the node exits 1 at once. Each phase is logged at debug, the whole stop at
+ * info with its duration. */
+typedef enum {
+    UKKO_PHASE_BEFORE_SERVICE_UNBIND = 0,
+    UKKO_PHASE_SERVICE_UNBIND,          /* stop taking new work from outside */
+    UKKO_PHASE_SERVICE_REQUESTS_DONE,   /* work taken from outside finishes */
+    UKKO_PHASE_CLUSTER_SHARDING_SHUTDOWN_REGION, /* shards handed off: drain, commit, stop */
+    UKKO_PHASE_CLUSTER_LEAVE,           /* Leaving, until the leader makes it Exiting */
+    UKKO_PHASE_CLUSTER_EXITING,         /* Exiting told to every member; farewell */
+    UKKO_PHASE_CLUSTER_EXITING_DONE,    /* the cluster's sockets and timers stopped */
+    UKKO_PHASE_BEFORE_ACTOR_SYSTEM_TERMINATE,
+    UKKO_PHASE_ACTOR_SYSTEM_TERMINATE,  /* actors drain what is queued and stop */
+    UKKO_PHASE_COUNT
+} ukko_phase_t;
+
+/* "before-service-unbind", "service-unbind", ... (Pekko's names; static). */
+const char *ukko_phase_name(ukko_phase_t phase);
+
+/* Why the node stops; it decides the phases run and the exit code. */
+typedef enum {
+    /* SIGTERM, SIGINT, ukko_node_stop, a leave: every phase; exit 0. */
+    UKKO_STOP_ORDERLY = 0,
+    /* This node was downed (split-brain resolver, `ukko down`): the leave
+     * phases (cluster-leave, cluster-exiting) are skipped, so shards stop at
+     * once instead of being handed off; exit 1, so that Kubernetes restarts
+     * the pod and it rejoins as a new incarnation (Pekko exits so too). */
+    UKKO_STOP_DOWNED = 1,
+    /* A module cannot go on (a fatal error at run time): every phase; exit 1. */
+    UKKO_STOP_FAILURE = 2
+} ukko_stop_reason_t;
+
+/* "orderly", "downed", "failure" (static). */
+const char *ukko_stop_reason_name(ukko_stop_reason_t reason);
+
+/* A task of the stop. fn runs on the loop thread when its phase starts and
+ * must call ukko_stop_task_done(task) once its work is over: from inside fn
+ * when the work is synchronous, or later from a callback of its own (the
+ * task pointer stays valid until the node is freed). Calling done after the
+ * phase timed out, or twice, does nothing. */
+typedef struct ukko_stop_task ukko_stop_task_t;
+typedef void (*ukko_stop_task_fn)(ukko_stop_task_t *task, void *ud);
+
+/* Adds a task to a phase; name (copied, up to 47 bytes) is what the logs
+ * call it. ud is not owned. Returns 0, or UKKO_EINVAL (no such phase), or
+ * UKKO_E2BIG when the node already holds 64 tasks (logged). */
+int ukko_node_add_stop_task(ukko_node_t *node, ukko_phase_t phase, const char *name,
+                            ukko_stop_task_fn fn, void *ud);
+void ukko_stop_task_done(ukko_stop_task_t *task);
+ukko_node_t *ukko_stop_task_node(const ukko_stop_task_t *task);
+/* Time left before the task's phase times out (or the whole stop does,
+ * whichever comes first); a task that waits on something takes a share. */
+int64_t ukko_stop_task_remaining_ms(const ukko_stop_task_t *task);
+/* A phase's timeout (defaults: 5 s; cluster-sharding-shutdown-region,
+ * cluster-exiting and actor-system-terminate 10 s, as Pekko's;
+ * cluster-leave 20 s, since the leader moves a Leaving node on only once
+ * every member has seen it). Set before the stop begins. */
+void ukko_node_set_phase_timeout(ukko_node_t *node, ukko_phase_t phase, int64_t ms);
+
+/* Begins a stop for reason; why is logged. A second call while stopping
+ * changes nothing, except that a downed node stops as downed even if it was
+ * already leaving: the leave phases still to come (the current one
+ * included) are skipped. ukko_node_stop(node, why) is the orderly stop. */
+void ukko_node_stop_for(ukko_node_t *node, ukko_stop_reason_t reason, const char *why);
+/* The reason of the stop under way (UKKO_STOP_ORDERLY when not stopping). */
+ukko_stop_reason_t ukko_node_stop_reason(const ukko_node_t *node);
 
 /* ---------------------------------------------------- management HTTP server */
 
@@ -327,6 +396,145 @@ void ukko_http_reply(ukko_http_response_t *res, int status, const char *fmt, ...
 /* Sets status and a JSON body from a tree (not owned). */
 void ukko_http_reply_json(ukko_http_response_t *res, int status, const cJSON *json);
 
+/* ------------------------------------------------- modules and applications */
+
+/* The `ukko` program is a flat list of modules (node/program.c), one per
+ * library above the core (discovery, cluster, streams), each a descriptor
+ * with the same entry points, as h2o's handlers and Redis' commands are
+ * tables the program walks at run time. The host (node/host.c) walks the
+ * list: it sizes and registers every module's settings into one config,
+ * creates the node and its actor system, lets the application register
+ * what it offers, starts the modules in list order, adds their routes and
+ * metrics, and runs the node until its stop (whose phases the modules hang
+ * their tasks on) is over. Main thread, which runs the node's loop. */
+
+typedef struct ukko_host ukko_host_t;
+typedef struct ukko_actor_system ukko_actor_system_t;
+
+/* A command of the program beside run (`ukko discover`, `ukko members`).
+ * The program has taken --config/-c FILE, --log-format, --log-level,
+ * --app and --help/--version wherever they were; argv holds the rest in
+ * order, for the command to check. A command with raw_args gets every
+ * argument untouched instead, argv[0] being its own name (`ukko dev-kafka
+ * --help` is its own help). */
+typedef struct ukko_cmd {
+    const char *name;        /* "discover" */
+    const char *config_path; /* --config FILE, or NULL */
+    const char *log_format;  /* --log-format, or NULL */
+    const char *log_level;   /* --log-level, or NULL */
+    int argc;
+    char **argv;
+    ukko_host_t *host; /* every module's settings, once ukko_cmd_load_config loaded them */
+} ukko_cmd_t;
+
+typedef struct ukko_subcommand {
+    const char *name;  /* the word after `ukko` */
+    const char *usage; /* its lines under "Usage:" in ukko --help, each "  ukko ...\n" */
+    int (*run)(const ukko_cmd_t *cmd); /* returns the exit code (0, 1 failure, 2 bad usage) */
+    bool raw_args;
+} ukko_subcommand_t;
+
+/* One library's entry points. Every function pointer may be NULL. */
+typedef struct ukko_module {
+    const char *name;     /* "cluster": how others find its settings and state */
+    size_t settings_size; /* bytes of settings the host allocates, zeroed */
+    /* Registers the module's keys, storing into settings (before the load). */
+    int (*register_config)(ukko_config_t *cfg, void *settings);
+    /* Starts the module on the loop once the node serves: creates what it
+     * runs, adds its checks and stop tasks (ukko_node_add_stop_task) and
+     * leaves its handle in *state (NULL: the module does not run, e.g. not
+     * configured). Returns 0, UKKO_EINVAL when the settings ask for what
+     * cannot be (logged; the program exits 2), or another negative code
+     * (logged; exits 1). */
+    int (*start)(ukko_host_t *host, void *settings, void **state);
+    /* Management routes and /metrics families of a running module (called
+     * after start, only when it left a state). */
+    int (*routes)(ukko_http_server_t *srv, void *state);
+    ukko_metrics_fn metrics;
+    /* Releases the state, after the loop ended (modules freed in reverse order). */
+    void (*free)(void *state);
+    /* Commands of the program that this module serves; NULL, or ended by an
+     * entry whose name is NULL. */
+    const ukko_subcommand_t *commands;
+} ukko_module_t;
+
+/* An application: what an `ukko` binary runs beside the modules. init runs
+ * once on the loop thread after the node serves and before the modules
+ * start, with the host as its context: the application registers what it
+ * offers there (entity types, through the registry of app hooks below: the
+ * sharding of cluster/ reads its kind when it starts). init returns 0, or a
+ * negative UKKO_E* (logged by the application; UKKO_EINVAL exits 2, others
+ * 1). The struct and its strings must outlive the run (static storage). */
+typedef struct ukko_app {
+    const char *name;  /* `ukko run --app NAME` picks a built-in one by it */
+    const char *about; /* one line for ukko --help, or NULL */
+    int (*init)(ukko_host_t *host, void *ud);
+    void *ud;
+} ukko_app_t;
+
+/* The documented entry point of a program built on ukko: parses the
+ * command line (`ukko --help`), then runs the command. app is the
+ * application to run (NULL: the built-in one `--app NAME` names, or none).
+ * Returns the exit code: 0 orderly, 1 runtime failure, 2 bad usage or
+ * config. Defined by the ukko_program library (node/program.c), which lists
+ * the modules and links every library. Main thread. */
+int ukko_main(int argc, char **argv, const ukko_app_t *app);
+/* Adds a built-in application (not copied), for `--app NAME`; before ukko_main. */
+int ukko_app_register(const ukko_app_t *app);
+
+/* ---- the host: what modules, applications and commands are given. */
+
+/* A host for these modules (the array and the modules are not copied and
+ * must outlive it): allocates every module's settings and registers every
+ * key (the core's first: node, then "dispatchers") into its config. *out
+ * is the caller's, for ukko_host_free. Returns 0, UKKO_ENOMEM, or a
+ * registration error. */
+int ukko_host_new(const ukko_module_t *const *modules, size_t n, ukko_host_t **out);
+/* Releases the started modules (in reverse order), the actor system, the
+ * node, the settings and the config. */
+void ukko_host_free(ukko_host_t *host);
+ukko_config_t *ukko_host_config(ukko_host_t *host);
+/* The settings of a module by name ("node" and "actors" are the core's:
+ * ukko_node_config_t and ukko_actor_config_t), or NULL when no such module. */
+void *ukko_host_settings(ukko_host_t *host, const char *module);
+/* A started module's state (its handle), or NULL when it does not run. */
+void *ukko_host_module(ukko_host_t *host, const char *module);
+/* The node and its actor system; NULL before ukko_host_run created them. */
+ukko_node_t *ukko_host_node(ukko_host_t *host);
+ukko_actor_system_t *ukko_host_actors(ukko_host_t *host);
+/* The application being run, or NULL. */
+const ukko_app_t *ukko_host_app(ukko_host_t *host);
+/* Runs a node of this host with its loaded settings (ukko_config_load on
+ * ukko_host_config first): creates the node on the default loop and the
+ * actor system, serves, calls app->init (app may be NULL), starts every
+ * module, and runs until the stop is over. Logs why it fails. Returns the
+ * exit code (0, 1, 2). Once per host. */
+int ukko_host_run(ukko_host_t *host, const ukko_app_t *app);
+
+/* ---- the registry of app hooks: an application hands a module what it
+ * offers, by kind ("cluster.entity-type" is the first: the sharding of
+ * cluster/ will offer a typed registration function over it); the module
+ * reads those of its kind when it starts. desc is not copied and must
+ * outlive the host (static storage, or the application's own). */
+int ukko_host_add_hook(ukko_host_t *host, const char *kind, const void *desc);
+/* The descriptions of kind in the order added: the i-th, or NULL past the end. */
+const void *ukko_host_hook(ukko_host_t *host, const char *kind, size_t i);
+
+/* ---- helpers for commands */
+
+/* Loads cmd->config_path (NULL: defaults) and the environment into every
+ * module's settings. Returns 0, or the exit code after printing each problem
+ * on stderr: 2 (bad config) or 1 (out of memory). */
+int ukko_cmd_load_config(const ukko_cmd_t *cmd);
+/* Applies --log-format and --log-level to nc (they beat the file and the
+ * environment). Returns 0, or 2 after printing what is allowed. */
+int ukko_cmd_log_flags(const ukko_cmd_t *cmd, ukko_node_config_t *nc);
+/* Prints `ukko: unknown argument "ARG" (see ukko --help)`; returns 2. */
+int ukko_cmd_unknown_arg(const char *arg);
+/* The value of the flag at argv[*i] (advancing *i), or NULL after printing
+ * that it needs one. */
+const char *ukko_cmd_flag_value(const ukko_cmd_t *cmd, int *i);
+
 /* ---------------------------------------------------- actor runtime (below) */
 
 /* Actors (docs/actors.md is the user's guide). An actor is a behaviour (a
@@ -342,7 +550,6 @@ void ukko_http_reply_json(ukko_http_response_t *res, int status, const cJSON *js
  * (ukko_actor_retain to keep it). A reference outlives the actor: sending to
  * a stopped actor fails with UKKO_ENOENT (a dead letter), never crashes. */
 
-typedef struct ukko_actor_system ukko_actor_system_t;
 typedef struct ukko_actor ukko_actor_t;
 typedef struct ukko_actor_ctx ukko_actor_ctx_t;
 
