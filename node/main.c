@@ -3,11 +3,8 @@
  * runs the modules. Main thread. Exit codes: 0 orderly stop, 1 runtime
  * failure, 2 bad usage or config. */
 #include "ukko.h"
-#ifdef HAVE_UKKO_STREAMS
-#include "streams.h"
-#endif
 
-#include <string.h>
+#include <stddef.h>
 
 /* The applications `ukko run --app NAME` can run (none yet: the orders demo
  * comes with sharding). An application of one's own is a program whose
@@ -18,11 +15,6 @@ static const ukko_app_t *const builtin_apps[] = {
 
 int main(int argc, char **argv)
 {
-#ifdef HAVE_UKKO_STREAMS
-    /* Until streams/ offers its module and its command table. */
-    if (argc > 1 && !strcmp(argv[1], "dev-kafka"))
-        return ukko_streams_dev_kafka_main(argc - 1, argv + 1);
-#endif
     for (size_t i = 0; builtin_apps[i]; i++)
         (void)ukko_app_register(builtin_apps[i]);
     return ukko_main(argc, argv, NULL);

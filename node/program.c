@@ -6,6 +6,7 @@
  * 2 bad usage or config. */
 #include "cluster.h"
 #include "discovery.h"
+#include "streams.h"
 #include "ukko.h"
 
 #include <stdio.h>
@@ -19,6 +20,7 @@ extern char **environ;
 static const ukko_module_t *const modules[] = {
     &ukko_discovery_module,
     &ukko_cluster_module,
+    &ukko_streams_module,
 };
 #define NMODULES (sizeof(modules) / sizeof(modules[0]))
 
@@ -91,11 +93,6 @@ static void usage(FILE *out)
     for (size_t i = 0; i < NMODULES; i++)
         for (const ukko_subcommand_t *c = modules[i]->commands; c && c->name; c++)
             fputs(c->usage, out);
-#ifdef HAVE_UKKO_STREAMS
-    /* Until streams/ offers its module: `ukko dev-kafka` is dispatched by main.c. */
-    fputs("  ukko dev-kafka [--topic NAME:N]...     a local mock Kafka broker (dev-kafka --help)\n",
-          out);
-#endif
     fputs("  ukko --help | --version\n"
           "\n"
           "Options:\n"

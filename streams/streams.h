@@ -8,6 +8,8 @@
 #ifndef UKKO_STREAMS_H
 #define UKKO_STREAMS_H
 
+#include "ukko.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -21,6 +23,10 @@ extern "C" {
  * usage. Main thread; installs signal handling for the process, so call it
  * instead of running a node, not beside one. */
 int ukko_streams_dev_kafka_main(int argc, char **argv);
+
+/* streams/ as a module of the program (node/ukko.h): for now the command
+ * `ukko dev-kafka` (given its arguments untouched). */
+extern const ukko_module_t ukko_streams_module;
 
 #ifdef __cplusplus
 }
