@@ -254,6 +254,15 @@ void ukko_sharding_free(ukko_sharding_t *s);
 /* Shards of type running on this node now (for tests and apps), or < 0. */
 int ukko_sharding_local_count(const ukko_sharding_t *s, const char *type);
 
+/* Sharding as a module of the program (node/ukko.h), listed after the
+ * cluster's: it starts when the cluster runs, registers the entity types
+ * the application offered (UKKO_HOOK_ENTITY_TYPE) and adds its stop task,
+ * route and metrics; its settings are the cluster's (cluster.sharding.*). */
+extern const ukko_module_t ukko_sharding_module;
+/* `ukko run --app counter`: sharded counters for trying sharding and for
+ * its multi-process tests (docs/sharding.md). */
+extern const ukko_app_t ukko_sharding_counter_app;
+
 /* The hook kind an application uses to offer a plain entity type through
  * ukko_host_add_hook: desc is a const ukko_entity_type_t * (static
  * storage); the sharding registers each one when it starts. */

@@ -148,6 +148,38 @@ static const ukko_cfg_key_t bootstrap_keys[] = {
      CC(bootstrap.contact_with_all_contact_points), "true", 0, 0, NULL, NULL,
      "A new cluster is formed only when every discovered contact point has answered."},
 };
+
+/* Cluster sharding (docs/sharding.md): Pekko's names where it has them. */
+static const ukko_cfg_key_t sharding_keys[] = {
+    {"cluster.sharding.down-removal-margin", UKKO_CFG_DURATION,
+     CC(sharding.down_removal_margin_ms), "\"3s\"", 0, 3600000, NULL, NULL,
+     "Shards of a member that is Down (or gone) move only this long after the coordinator saw "
+     "it so: longer than the two sides of a cut take to decide (the split-brain resolver's "
+     "measured skew is under 2s), so a downed node has stopped its shards first."},
+    {"cluster.sharding.passivate-idle-timeout", UKKO_CFG_DURATION,
+     CC(sharding.passivate_idle_ms), "\"120s\"", 100, 86400000, NULL, NULL,
+     "An entity that got no message for this long is stopped (its state freed); the next "
+     "message starts it again (Pekko: 120s)."},
+    {"cluster.sharding.buffer-size", UKKO_CFG_INT, CC(sharding.buffer_size), "100000", 0,
+     100000000, NULL, NULL,
+     "Tells a node holds, over all shards, while their shard has no owner or is handed off; "
+     "past it ukko_entity_tell returns UKKO_EAGAIN (Pekko: 100000)."},
+    {"cluster.sharding.rebalance-interval", UKKO_CFG_DURATION,
+     CC(sharding.rebalance_interval_ms), "\"1s\"", 50, 3600000, NULL, NULL,
+     "How often the coordinator looks at the balance of shards over the members (Pekko: "
+     "10s; new and leaving members are acted on at once either way)."},
+    {"cluster.sharding.rebalance-max-simultaneous", UKKO_CFG_INT,
+     CC(sharding.rebalance_max_simultaneous), "3", 1, 10000, NULL, NULL,
+     "Hand-offs a rebalance keeps under way at once, per entity type (a region going away "
+     "hands off all of its shards at once)."},
+    {"cluster.sharding.handoff-timeout", UKKO_CFG_DURATION, CC(sharding.handoff_timeout_ms),
+     "\"5s\"", 100, 600000, NULL, NULL,
+     "A shard's old owner waits this long for every member to confirm it holds the shard's "
+     "tells before it stops the shard anyway."},
+    {"cluster.sharding.max-message-bytes", UKKO_CFG_INT, CC(sharding.max_message_bytes),
+     "1048576", 0, 67108864, NULL, NULL,
+     "Largest payload of a tell by entity id, in bytes."},
+};
 #undef CC
 
 int ukko_cluster_config_register(ukko_config_t *cfg, ukko_cluster_config_t *cc)
@@ -156,6 +188,9 @@ int ukko_cluster_config_register(ukko_config_t *cfg, ukko_cluster_config_t *cc)
     if (rc == 0)
         rc = ukko_config_add(cfg, bootstrap_keys,
                              sizeof(bootstrap_keys) / sizeof(bootstrap_keys[0]), cc);
+    if (rc == 0)
+        rc = ukko_config_add(cfg, sharding_keys,
+                             sizeof(sharding_keys) / sizeof(sharding_keys[0]), cc);
     return rc < 0 ? rc : cluster__sbr_config_register(cfg, cc);
 }
 

@@ -59,6 +59,7 @@ struct ukko_cluster {
     ukko_stop_task_t *exit_task;  /* cluster-exiting, until the farewell is said */
     uint8_t *rxbuf, *txbuf, *body; /* RT_UDP_BUF each */
     bool started, stopped;
+    struct ukko_sharding *sharding; /* borrowed: ukko_sharding_new attaches it */
 };
 
 /* leave.c: this node's own status changed (from env.changed). */
@@ -70,5 +71,9 @@ void cluster__transport_stop(ukko_cluster_t *c);
 void cluster__transport_rearm(ukko_cluster_t *c);
 void cluster__env_send(void *ud, const cluster__addr_t *to, const uint8_t *body, size_t n);
 void cluster__env_sync(void *ud, const cluster__addr_t *to, const uint8_t *req, size_t n);
+
+/* sharding.c: a sharding frame (kinds SH_KIND_FIRST..SH_KIND_LAST) arrived
+ * on an inbound stream connection, opened. */
+void cluster__sharding_frame(ukko_cluster_t *c, const uint8_t *body, size_t n);
 
 #endif

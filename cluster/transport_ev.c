@@ -6,6 +6,7 @@
  * opened under the keyring; a connection is freed only from the reaper,
  * never inside its own callback; every frame is capped. */
 #include "runtime.h"
+#include "sharding_internal.h"
 
 #include <fcntl.h>
 #include <linux/errqueue.h>
@@ -23,6 +24,7 @@ struct rt_conn {
     ev_io io;
     ev_timer timer;
     bool outbound, got_reply, watched;
+    bool stream; /* an inbound sharding link (sharding_link.c is the other end) */
     int stage;
     cluster__addr_t peer;
     ukko_buf_t in, out;
@@ -254,6 +256,18 @@ static void handle_frame(rt_conn_t *k, const uint8_t *body, size_t n)
         ukko_buf_destroy(&push);
         return;
     }
+    if (n >= 1 && body[0] >= SH_KIND_FIRST && body[0] <= SH_KIND_LAST &&
+        (k->stage == C_READING || k->stream)) {
+        /* A member's sharding link: long-lived, frames in the order sent,
+         * none answered on it (answers travel on this node's own link). */
+        if (!k->stream) {
+            ev_timer_stop(c->loop, &k->timer);
+            k->stage = C_DRAINING;
+            k->stream = true;
+        }
+        cluster__sharding_frame(c, body, n);
+        return;
+    }
     if (k->stage == C_READING && n >= 1 && body[0] == UKKO_WIRE_WATCH) {
         /* A member watching us: keep the connection, idle, for as long as
          * it likes; our death closes it and tells it at once. */
@@ -276,8 +290,8 @@ static void handle_frame(rt_conn_t *k, const uint8_t *body, size_t n)
         return;
     }
     /* C_DRAINING: the initiator's push */
-    if (k->watched)
-        return; /* nothing is expected on a watch: ignore it */
+    if (k->watched || k->stream)
+        return; /* nothing else is expected on a watch or a sharding link */
     cluster__mship_sync_push(c->m, body, n);
     conn_close(k);
 }

@@ -2,14 +2,15 @@
  * the binary, then ukko_main (node/program.c) parses the command line and
  * runs the modules. Main thread. Exit codes: 0 orderly stop, 1 runtime
  * failure, 2 bad usage or config. */
+#include "cluster.h"
 #include "ukko.h"
 
 #include <stddef.h>
 
-/* The applications `ukko run --app NAME` can run (none yet: the orders demo
- * comes with sharding). An application of one's own is a program whose
- * main calls ukko_main(argc, argv, &my_app) instead. */
+/* The applications `ukko run --app NAME` can run. An application of one's
+ * own is a program whose main calls ukko_main(argc, argv, &my_app) instead. */
 static const ukko_app_t *const builtin_apps[] = {
+    &ukko_sharding_counter_app, /* sharded counters: trying sharding, its tests */
     NULL,
 };
 

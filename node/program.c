@@ -20,6 +20,7 @@ extern char **environ;
 static const ukko_module_t *const modules[] = {
     &ukko_discovery_module,
     &ukko_cluster_module,
+    &ukko_sharding_module,
     &ukko_streams_module,
 };
 #define NMODULES (sizeof(modules) / sizeof(modules[0]))

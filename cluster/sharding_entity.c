@@ -1,0 +1,403 @@
+/* sharding_entity.c: entities as actors: spawned on the default dispatcher
+ * on their first message, one message at a time in delivery order, stopped
+ * when idle past the passivation timeout or when their shard stops. Each
+ * delivery counts its acknowledgement: the handler's return plus every
+ * ukko_entity_defer token; when the count reaches zero the completion is
+ * posted to a sink actor on the loop thread, which runs the done callback
+ * and the shard's bookkeeping there. Threads: delivery, spawn, stop and the
+ * sink run on the loop thread; handlers and acks on dispatcher threads (any
+ * thread for ukko_entity_ack); they meet only at mailboxes. Invariant: an
+ * entity record is freed only once none of its deliveries is outstanding. */
+#include "sharding_runtime.h"
+
+#include <stdalign.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SH_MSG_DELIVER 1u
+#define SH_MSG_DONE 2u
+
+/* What an entity actor is given at spawn (freed with the actor). */
+typedef struct ent_arg {
+    sh_type_t *ty;
+    size_t id_len;
+    char id[];
+} ent_arg_t;
+
+/* The actor's state: this header, then the application's state. */
+typedef struct ent_state {
+    ent_arg_t *a;
+    alignas(16) unsigned char user[];
+} ent_state_t;
+
+/* One delivery; shared by the handler and every defer token. */
+typedef struct sh_delivery {
+    atomic_int refs;   /* the handler's (released when its message is done) + tokens */
+    atomic_int status; /* the first failure, or 0 */
+    bool handled;
+    sh_t *s;
+    sh_entity_t *ent;
+    ukko_entity_done_fn done;
+    void *arg;
+    uint32_t msg_type;
+    void *origin;
+    char tp[SH_TRACEPARENT_LEN + 1];
+    size_t len;
+    unsigned char data[];
+} sh_delivery_t;
+
+typedef struct sh_done {
+    sh_entity_t *ent;
+    ukko_entity_done_fn done;
+    void *arg;
+    int status;
+} sh_done_t;
+
+struct ukko_entity_ctx {
+    ukko_actor_ctx_t *actx;
+    ent_state_t *st;
+    sh_delivery_t *d;
+};
+
+/* ------------------------------------------------- dispatcher threads */
+
+static void unref(sh_delivery_t *d)
+{
+    /* pairs with the fetch_add of ukko_entity_defer: the last one posts */
+    if (atomic_fetch_sub_explicit(&d->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    sh_done_t c = {d->ent, d->done, d->arg,
+                   atomic_load_explicit(&d->status, memory_order_acquire)};
+    if (ukko_actor_send(d->s->sink, SH_MSG_DONE, &c, sizeof(c)) < 0)
+        ukko_log(UKKO_LOG_WARN, "sharding",
+                 "a completion could not reach the loop (the actor system is stopping)");
+    free(d);
+}
+
+static void fail(sh_delivery_t *d, int status)
+{
+    int zero = 0;
+    /* the first failure wins; pairs with the load in unref */
+    atomic_compare_exchange_strong_explicit(&d->status, &zero, status, memory_order_acq_rel,
+                                            memory_order_acquire);
+}
+
+static void delivery_free(void *p)
+{
+    sh_delivery_t *d = p;
+    if (!d->handled)
+        fail(d, UKKO_ECANCELED); /* dropped: the entity stopped first */
+    unref(d);
+}
+
+static int ent_init(ukko_actor_ctx_t *ctx, void *state, void *arg)
+{
+    (void)ctx;
+    ent_state_t *st = state;
+    ent_arg_t *a = arg;
+    st->a = a;
+    if (a->ty->t.state_init)
+        return a->ty->t.state_init(st->user, a->id, a->id_len, a->ty->t.ud);
+    return 0;
+}
+
+static void ent_free(void *state, void *arg)
+{
+    (void)arg;
+    ent_state_t *st = state;
+    if (st->a && st->a->ty->t.state_free)
+        st->a->ty->t.state_free(st->user, st->a->ty->t.ud);
+}
+
+static int ent_handle(ukko_actor_ctx_t *ctx, void *state, const ukko_msg_t *msg)
+{
+    ent_state_t *st = state;
+    if (msg->type != SH_MSG_DELIVER)
+        return 0;
+    sh_delivery_t *d = msg->data;
+    d->handled = true;
+    ukko_entity_ctx_t ec = {ctx, st, d};
+    ukko_entity_msg_t m = {d->msg_type, st->a->id, st->a->id_len, d->data, d->len, d->tp,
+                           d->origin};
+    int rc = st->a->ty->t.handler(&ec, st->user, &m);
+    if (rc < 0)
+        fail(d, rc);
+    /* A handler's failure is the message's, never the entity's: no restart. */
+    return 0;
+}
+
+ukko_entity_ack_t *ukko_entity_defer(ukko_entity_ctx_t *ctx)
+{
+    /* pairs with the fetch_sub in unref */
+    atomic_fetch_add_explicit(&ctx->d->refs, 1, memory_order_relaxed);
+    return (ukko_entity_ack_t *)ctx->d;
+}
+
+void ukko_entity_ack(ukko_entity_ack_t *ack, int status)
+{
+    sh_delivery_t *d = (sh_delivery_t *)ack;
+    if (!d)
+        return;
+    if (status < 0)
+        fail(d, status);
+    unref(d);
+}
+
+const char *ukko_entity_id(const ukko_entity_ctx_t *ctx, size_t *len)
+{
+    if (len)
+        *len = ctx->st->a->id_len;
+    return ctx->st->a->id;
+}
+
+void *ukko_entity_ud(const ukko_entity_ctx_t *ctx)
+{
+    return ctx->st->a->ty->t.ud;
+}
+
+const char *ukko_entity_node(const ukko_entity_ctx_t *ctx)
+{
+    return ctx->st->a->ty->s->self_name;
+}
+
+/* ------------------------------------------------------- loop thread */
+
+static uint32_t bucket_of(const sh_shard_t *sh, const char *id, size_t len)
+{
+    return (uint32_t)sh_murmur2(id, len) % (uint32_t)sh->nbuckets;
+}
+
+static void ent_release(sh_entity_t *e)
+{
+    if (e->actor) {
+        (void)ukko_actor_stop(e->actor);
+        ukko_actor_release(e->actor);
+        e->actor = NULL;
+        e->shard->type->entities_live--;
+    }
+}
+
+static void unlink_ent(sh_shard_t *sh, sh_entity_t *e)
+{
+    uint32_t b = bucket_of(sh, e->id, e->id_len);
+    for (sh_entity_t **pp = &sh->ents[b]; *pp; pp = &(*pp)->next)
+        if (*pp == e) {
+            *pp = e->next;
+            sh->nents--;
+            return;
+        }
+}
+
+static int sink_handle(ukko_actor_ctx_t *ctx, void *state, const ukko_msg_t *msg)
+{
+    (void)ctx;
+    (void)state;
+    if (msg->type != SH_MSG_DONE || msg->len != sizeof(sh_done_t))
+        return 0;
+    sh_done_t c;
+    memcpy(&c, msg->data, sizeof(c));
+    sh_entity_t *e = c.ent;
+    sh_shard_t *sh = e->shard;
+    sh_t *s = sh->type->s;
+    e->inflight--;
+    sh->inflight--;
+    e->last_used = ukko_now_ms();
+    if (c.done && !s->freed)
+        c.done(c.arg, c.status);
+    if (e->stopped && e->inflight == 0)
+        free(e);
+    else if (sh->state == R_STOPPING && sh->inflight == 0 && !s->freed)
+        sh__shard_progress(sh);
+    return 0;
+}
+
+int sh__entity_setup(sh_t *s)
+{
+    ukko_behaviour_t b = {0, NULL, sink_handle, NULL};
+    ukko_spawn_opts_t o = {.name = "sharding-completions", .dispatcher = "loop"};
+    int rc = ukko_actor_spawn(s->sys, &b, &o, &s->sink);
+    if (rc < 0)
+        ukko_logf(UKKO_LOG_ERROR, "sharding", UKKO_FIELDS(UKKO_FS("error", ukko_strerror(rc))),
+                  "cannot spawn the loop actor that completes deliveries: %s",
+                  ukko_strerror(rc));
+    return rc;
+}
+
+void sh__entity_teardown(sh_t *s)
+{
+    if (s->sink) {
+        (void)ukko_actor_stop(s->sink);
+        ukko_actor_release(s->sink);
+        s->sink = NULL;
+    }
+}
+
+static int grow(sh_shard_t *sh)
+{
+    size_t nb = sh->nbuckets ? sh->nbuckets * 2 : 64;
+    sh_entity_t **b = calloc(nb, sizeof(*b));
+    if (!b)
+        return UKKO_ENOMEM;
+    size_t old = sh->nbuckets;
+    sh_entity_t **ob = sh->ents;
+    sh->ents = b;
+    sh->nbuckets = nb;
+    for (size_t i = 0; i < old; i++)
+        for (sh_entity_t *e = ob[i]; e;) {
+            sh_entity_t *next = e->next;
+            uint32_t k = bucket_of(sh, e->id, e->id_len);
+            e->next = b[k];
+            b[k] = e;
+            e = next;
+        }
+    free(ob);
+    return 0;
+}
+
+static sh_entity_t *find(sh_shard_t *sh, const char *id, size_t len)
+{
+    if (!sh->nbuckets)
+        return NULL;
+    for (sh_entity_t *e = sh->ents[bucket_of(sh, id, len)]; e; e = e->next)
+        if (e->id_len == len && !memcmp(e->id, id, len))
+            return e;
+    return NULL;
+}
+
+static void arg_free(void *p)
+{
+    free(p);
+}
+
+static int spawn(sh_shard_t *sh, const char *id, size_t len, sh_entity_t **out)
+{
+    sh_type_t *ty = sh->type;
+    if ((!sh->nbuckets || sh->nents >= sh->nbuckets * 2) && grow(sh) < 0)
+        return UKKO_ENOMEM;
+    sh_entity_t *e = calloc(1, sizeof(*e) + len + 1);
+    ent_arg_t *a = malloc(sizeof(*a) + len + 1);
+    if (!e || !a) {
+        free(e);
+        free(a);
+        return UKKO_ENOMEM;
+    }
+    a->ty = ty;
+    a->id_len = len;
+    memcpy(a->id, id, len);
+    a->id[len] = '\0';
+    e->shard = sh;
+    e->id_len = len;
+    memcpy(e->id, id, len);
+    char name[96];
+    snprintf(name, sizeof(name), "entity-%s-%d-%.*s", ty->name, (int)sh->id,
+             (int)(len > 40 ? 40 : len), id);
+    ukko_behaviour_t b = {offsetof(ent_state_t, user) + ty->t.state_size, ent_init, ent_handle,
+                          ent_free};
+    ukko_spawn_opts_t o = {.name = name, .arg = a, .arg_free = arg_free,
+                           .on_failure = UKKO_SUPERVISE_RESTART};
+    int rc = ukko_actor_spawn(ty->s->sys, &b, &o, &e->actor);
+    if (rc < 0) {
+        free(e); /* on failure the runtime leaves arg to the caller */
+        free(a);
+        return rc;
+    }
+    uint32_t k = bucket_of(sh, id, len);
+    e->next = sh->ents[k];
+    sh->ents[k] = e;
+    sh->nents++;
+    ty->entities_live++;
+    *out = e;
+    return 0;
+}
+
+int sh__deliver(sh_shard_t *sh, const char *id, size_t id_len, uint32_t msg_type,
+                const void *data, size_t len, const char *tp, void *origin,
+                ukko_entity_done_fn done, void *arg)
+{
+    sh_t *s = sh->type->s;
+    sh_entity_t *e = find(sh, id, id_len);
+    int rc = 0;
+    if (!e && (rc = spawn(sh, id, id_len, &e)) < 0) {
+        ukko_logf(UKKO_LOG_WARN, "sharding",
+                  UKKO_FIELDS(UKKO_FS("type", sh->type->name), UKKO_FI("shard", sh->id),
+                              UKKO_FS("error", ukko_strerror(rc))),
+                  "entity of %s/%d could not be started (%s): its message is failed",
+                  sh->type->name, (int)sh->id, ukko_strerror(rc));
+        return rc;
+    }
+    sh_delivery_t *d = malloc(sizeof(*d) + len + 1);
+    if (!d)
+        return UKKO_ENOMEM;
+    atomic_init(&d->refs, 1);
+    atomic_init(&d->status, 0);
+    d->handled = false;
+    d->s = s;
+    d->ent = e;
+    d->done = done;
+    d->arg = arg;
+    d->msg_type = msg_type;
+    d->origin = origin;
+    snprintf(d->tp, sizeof(d->tp), "%s", tp ? tp : "");
+    d->len = len;
+    if (len)
+        memcpy(d->data, data, len);
+    ukko_send_t m = {SH_MSG_DELIVER, d, sizeof(*d), delivery_free, NULL,
+                     d->tp[0] ? d->tp : NULL};
+    e->inflight++;
+    sh->inflight++;
+    e->last_used = ukko_now_ms();
+    rc = ukko_actor_tell(e->actor, &m);
+    if (rc == UKKO_EINVAL && m.traceparent) {
+        m.traceparent = NULL; /* a malformed trace context is not worth the message */
+        rc = ukko_actor_tell(e->actor, &m);
+    }
+    if (rc < 0) {
+        e->inflight--;
+        sh->inflight--;
+        free(d);
+        return rc;
+    }
+    return 0;
+}
+
+void sh__entities_stop(sh_shard_t *sh, bool force)
+{
+    (void)force;
+    for (size_t b = 0; b < sh->nbuckets; b++) {
+        sh_entity_t *e = sh->ents[b];
+        sh->ents[b] = NULL;
+        while (e) {
+            sh_entity_t *next = e->next;
+            ent_release(e);
+            if (e->inflight == 0)
+                free(e);
+            else
+                e->stopped = true; /* freed by its last completion */
+            e = next;
+        }
+    }
+    sh->nents = 0;
+}
+
+void sh__passivate(sh_t *s, int64_t now)
+{
+    for (size_t t = 0; t < s->ntypes; t++) {
+        sh_type_t *ty = &s->types[t];
+        for (int32_t i = 0; i < ty->n; i++) {
+            sh_shard_t *sh = &ty->sh[i];
+            if (!sh->nents)
+                continue;
+            for (size_t b = 0; b < sh->nbuckets; b++)
+                for (sh_entity_t *e = sh->ents[b]; e;) {
+                    sh_entity_t *next = e->next;
+                    if (e->inflight == 0 && now - e->last_used >= ty->passivate_ms) {
+                        unlink_ent(sh, e);
+                        ent_release(e);
+                        free(e);
+                    }
+                    e = next;
+                }
+        }
+    }
+}

@@ -1,0 +1,247 @@
+/* sharding_link.c: this node's long-lived TCP connection to each member it
+ * sends sharding frames to (tables, hand-offs, reports, tells): frames are
+ * sealed with the cluster keyring like state sync and written in the order
+ * they were sent, so a fence follows the tells before it. The peer's
+ * listener is the membership's (transport_ev.c), which keeps the
+ * connection once its first frame is a sharding kind. Loop thread only.
+ * Invariants: a frame is written whole or, when the connection breaks in
+ * its middle, again whole on the next one; a queue is capped, and a link to
+ * a member that is gone is dropped with what it held (counted). */
+#include "sharding_runtime.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+enum { L_IDLE, L_CONNECTING, L_UP };
+
+struct sh_link {
+    sh_t *s;
+    cluster__addr_t addr;
+    int fd;
+    int state;
+    ev_io io;
+    ev_timer retry;
+    ukko_buf_t out; /* whole frames: u32 length + sealed body */
+    size_t off;     /* bytes of out written on this connection */
+    int64_t last_used;
+    int64_t backoff_ms;
+    sh_link_t *next;
+};
+
+static void link_close(sh_link_t *l)
+{
+    if (l->fd >= 0) {
+        ev_io_stop(l->s->loop, &l->io);
+        close(l->fd);
+        l->fd = -1;
+    }
+    l->state = L_IDLE;
+    /* Frames written whole are gone with the connection (sent); a frame cut
+     * in the middle goes again whole. */
+    size_t pos = 0;
+    const uint8_t *p = (const uint8_t *)l->out.data;
+    while (pos + 4 <= l->out.len) {
+        size_t flen = 4 + ((size_t)p[pos] << 24 | (size_t)p[pos + 1] << 16 |
+                           (size_t)p[pos + 2] << 8 | p[pos + 3]);
+        if (pos + flen > l->off)
+            break;
+        pos += flen;
+    }
+    ukko_buf_consume(&l->out, pos);
+    l->off = 0;
+}
+
+static void link_connect(sh_link_t *l);
+
+static void on_retry(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    sh_link_t *l = w->data;
+    if (l->state == L_IDLE && l->out.len)
+        link_connect(l);
+}
+
+static void link_failed(sh_link_t *l)
+{
+    link_close(l);
+    if (!l->out.len)
+        return;
+    l->backoff_ms = l->backoff_ms ? l->backoff_ms * 2 : 50;
+    if (l->backoff_ms > 2000)
+        l->backoff_ms = 2000;
+    ev_timer_stop(l->s->loop, &l->retry);
+    ev_timer_set(&l->retry, (double)l->backoff_ms / 1000.0, 0.);
+    ev_timer_start(l->s->loop, &l->retry);
+}
+
+static void link_write(sh_link_t *l)
+{
+    while (l->off < l->out.len) {
+        ssize_t n = send(l->fd, l->out.data + l->off, l->out.len - l->off,
+                         MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return;
+            link_failed(l);
+            return;
+        }
+        l->off += (size_t)n;
+        l->backoff_ms = 0;
+    }
+    ukko_buf_reset(&l->out);
+    l->off = 0;
+    ev_io_stop(l->s->loop, &l->io);
+    ev_io_set(&l->io, l->fd, EV_READ);
+    ev_io_start(l->s->loop, &l->io);
+}
+
+static void on_io(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop;
+    sh_link_t *l = w->data;
+    if (l->state == L_CONNECTING) {
+        int err = 0;
+        socklen_t el = sizeof(err);
+        getsockopt(l->fd, SOL_SOCKET, SO_ERROR, &err, &el);
+        if (err) {
+            link_failed(l);
+            return;
+        }
+        l->state = L_UP;
+    }
+    if (revents & EV_READ) {
+        /* The peer never writes on this link: readable means closed. */
+        char buf[256];
+        ssize_t n = recv(l->fd, buf, sizeof(buf), MSG_DONTWAIT);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
+            link_failed(l);
+            return;
+        }
+    }
+    if (l->off < l->out.len)
+        link_write(l);
+}
+
+static void link_connect(sh_link_t *l)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = (socklen_t)cluster__addr_to_sockaddr(&l->addr, &ss);
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        link_failed(l);
+        return;
+    }
+    if (connect(fd, (struct sockaddr *)&ss, sl) < 0 && errno != EINPROGRESS) {
+        close(fd);
+        link_failed(l);
+        return;
+    }
+    l->fd = fd;
+    l->state = L_CONNECTING;
+    l->off = 0;
+    ev_io_init(&l->io, on_io, fd, EV_WRITE | EV_READ);
+    l->io.data = l;
+    ev_io_start(l->s->loop, &l->io);
+}
+
+static sh_link_t *link_get(sh_t *s, const cluster__addr_t *to)
+{
+    for (sh_link_t *l = s->links; l; l = l->next)
+        if (cluster__addr_eq(&l->addr, to))
+            return l;
+    sh_link_t *l = calloc(1, sizeof(*l));
+    if (!l)
+        return NULL;
+    l->s = s;
+    l->addr = *to;
+    l->fd = -1;
+    /* Room for a burst of tells to a member that is slow or reconnecting;
+     * past it a tell is refused (UKKO_E2BIG), never grown without end. */
+    ukko_buf_init(&l->out, (size_t)s->c->cc->max_sync_bytes * 8);
+    ev_init(&l->retry, on_retry);
+    l->retry.data = l;
+    l->next = s->links;
+    s->links = l;
+    return l;
+}
+
+int sh__link_send(sh_t *s, const cluster__addr_t *to, const uint8_t *body, size_t n)
+{
+    sh_link_t *l = link_get(s, to);
+    if (!l)
+        return UKKO_ENOMEM;
+    ukko_cluster_t *c = s->c;
+    size_t cap = n + UKKO_WIRE_SEAL_OVERHEAD;
+    uint8_t *sealed = malloc(cap + 4);
+    if (!sealed)
+        return UKKO_ENOMEM;
+    size_t len = 0;
+    int rc = cluster__seal(&c->keyring, c->cc->name, body, n, sealed + 4, cap, &len);
+    if (rc == 0 && len > (size_t)c->cc->max_sync_bytes)
+        rc = UKKO_E2BIG; /* the receiver would refuse it */
+    if (rc == 0) {
+        sealed[0] = (uint8_t)(len >> 24);
+        sealed[1] = (uint8_t)(len >> 16);
+        sealed[2] = (uint8_t)(len >> 8);
+        sealed[3] = (uint8_t)len;
+        rc = ukko_buf_append(&l->out, sealed, len + 4);
+    }
+    free(sealed);
+    if (rc < 0)
+        return rc;
+    l->last_used = ukko_now_ms();
+    if (l->state == L_IDLE) {
+        if (!ev_is_active(&l->retry))
+            link_connect(l);
+    } else if (l->state == L_UP && l->off < l->out.len) {
+        link_write(l);
+        if (l->fd >= 0 && l->off < l->out.len) {
+            ev_io_stop(s->loop, &l->io);
+            ev_io_set(&l->io, l->fd, EV_READ | EV_WRITE);
+            ev_io_start(s->loop, &l->io);
+        }
+    }
+    return 0;
+}
+
+/* Links to addresses that hold no member any more, or idle for a minute. */
+void sh__links_prune(sh_t *s)
+{
+    cluster__mship_t *m = cluster__mship_of(s->c);
+    int64_t now = ukko_now_ms();
+    for (sh_link_t **pp = &s->links; *pp;) {
+        sh_link_t *l = *pp;
+        const cluster__member_t *mem = cluster__mship_find(m, &l->addr);
+        bool gone = !mem || mem->status >= UKKO_MEMBER_DOWN;
+        bool idle = !l->out.len && now - l->last_used > 60000;
+        if (!gone && !idle) {
+            pp = &l->next;
+            continue;
+        }
+        if (l->out.len)
+            s->link_drops++;
+        *pp = l->next;
+        link_close(l);
+        ev_timer_stop(s->loop, &l->retry);
+        ukko_buf_destroy(&l->out);
+        free(l);
+    }
+}
+
+void sh__links_free(sh_t *s)
+{
+    while (s->links) {
+        sh_link_t *l = s->links;
+        s->links = l->next;
+        if (l->fd >= 0) {
+            ev_io_stop(s->loop, &l->io);
+            close(l->fd);
+        }
+        ev_timer_stop(s->loop, &l->retry);
+        ukko_buf_destroy(&l->out);
+        free(l);
+    }
+}
