@@ -27,6 +27,10 @@ commands:
   term [NODE]        SIGTERM it (controlled shutdown) and wait for its exit
   restart [NODE]     start it again on the same data and port (killing it first if it
                      still runs) and wait until the rig answers metadata again
+  produce TOPIC      produce stdin's lines "KEY<TAB>VALUE" with Kafka's own Java
+                     producer (its default partitioner: murmur2 of the key)
+  java CLASS [ARGS]  run a main class of the jars (a Kafka tool, e.g.
+                     kafka.tools.DumpLogSegments) in a small JVM
   fetch              only assemble the jars; prints their folder
   log [NODE]         print the path of a node's log
 
@@ -43,6 +47,7 @@ options (each also an environment variable):
   --timeout SECONDS  UKKO_KAFKA_START_TIMEOUT  deadline of start/restart (default 90)
   UKKO_KAFKA_CACHE   where assembled jars are kept (default $XDG_CACHE_HOME/ukko-kafka)
   UKKO_KAFKA_JAVA_OPTS  extra JVM options for the brokers
+  UKKO_KAFKA_MVN     the Maven command (default mvn)
 
 exit status: 0 done, 1 failed, 2 usage, 3 no real Kafka can run here (no Java 17,
 Maven, kcat, or the jars cannot be fetched): stderr then starts "no real Kafka:".
@@ -77,7 +82,9 @@ while (($#)); do
     --timeout) timeout=$2; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     -*) echo "broker.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
-    *) if [[ -z $cmd ]]; then cmd=$1; else args+=("$1"); fi; shift ;;
+    *) if [[ -z $cmd ]]; then cmd=$1; else args+=("$1"); fi; shift
+       # What follows `java CLASS` is that tool's, options included.
+       if [[ $cmd == java ]]; then args+=("$@"); break; fi ;;
   esac
 done
 [[ -n $cmd ]] || { usage >&2; exit 2; }
@@ -88,6 +95,7 @@ case "$version" in
 esac
 
 java=${JAVA_HOME:+$JAVA_HOME/bin/}java
+mvn=${UKKO_KAFKA_MVN:-mvn}
 libs=$cache/kafka-$version/libs
 
 # ---- prerequisites and jars ----------------------------------------------------
@@ -110,7 +118,12 @@ check_kcat() {
 # lost folder is rebuilt from ~/.m2 without the network (-o) before trying online.
 fetch_jars() {
   [[ -f $libs/.complete ]] && return 0
-  command -v mvn >/dev/null 2>&1 ||
+  mkdir -p "$cache"
+  # One rig assembles at a time; the others wait and find the folder done.
+  exec {lock}>"$cache/.lock"
+  flock "$lock"
+  if [[ -f $libs/.complete ]]; then exec {lock}>&-; return 0; fi
+  command -v "$mvn" >/dev/null 2>&1 ||
     unavailable "Maven (mvn) is not installed and $libs holds no jars (scripts/install-deps.sh)"
   local tmp="$libs.tmp.$$" log="$cache/mvn-$version.log"
   mkdir -p "$cache"
@@ -118,7 +131,7 @@ fetch_jars() {
   local goal=(-B -q -f "$here/pom.xml" -Dkafka.version="$version"
               dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$tmp")
   echo "broker.sh: assembling Kafka $version from Maven into $libs" >&2
-  if ! mvn -o "${goal[@]}" >"$log" 2>&1 && ! mvn "${goal[@]}" >"$log" 2>&1; then
+  if ! "$mvn" -o "${goal[@]}" >"$log" 2>&1 && ! "$mvn" "${goal[@]}" >"$log" 2>&1; then
     rm -rf "$tmp"
     local why
     why=$(grep -m1 -E '\[ERROR\]' "$log" | sed 's/\x1b\[[0-9;]*m//g' | cut -c1-300)
@@ -152,6 +165,7 @@ EOF
   touch "$tmp/.complete"
   rm -rf "$libs"
   mv "$tmp" "$libs"
+  exec {lock}>&-
 }
 
 # Runs one of Kafka's command-line tools by its main class, in a small JVM.
@@ -505,6 +519,16 @@ case "$cmd" in
   term) cmd_term ;;
   restart) cmd_restart ;;
   fetch) check_java; fetch_jars; echo "$libs" ;;
+  produce)
+    load_rig; check_java; fetch_jars
+    [[ -n ${args[0]:-} ]] || { echo "broker.sh: usage: produce TOPIC <lines KEY<TAB>VALUE" >&2; exit 2; }
+    tool org.apache.kafka.tools.ConsoleProducer --bootstrap-server "$(bootstrap_list)" \
+      --topic "${args[0]}" --property parse.key=true --property key.separator=$'\t' ||
+      die "producing to ${args[0]} on $(bootstrap_list) failed" ;;
+  java)
+    check_java; fetch_jars
+    [[ -n ${args[0]:-} ]] || { echo "broker.sh: usage: java CLASS [ARGS]" >&2; exit 2; }
+    tool "${args[@]}" ;;
   log) load_rig; echo "$(node_dir "$(node_arg)")/broker.log" ;;
   *) echo "broker.sh: unknown command '$cmd' (see --help)" >&2; exit 2 ;;
 esac
