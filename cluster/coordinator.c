@@ -235,6 +235,9 @@ static void maybe_end_rebuild(shard__co_t *co, int64_t now)
         for (int32_t s = 0; s < ty->n; s++) {
             if (ty->sh[s].state == CS_FREE) {
                 ty->sh[s].not_before = nb;
+                ty->sh[s].why = co->prior ? "not reported by any member after the coordinator "
+                                            "changed"
+                                          : "allocated";
                 unknown++;
             } else {
                 known++;
@@ -367,7 +370,8 @@ void shard__co_stopped(shard__co_t *co, uint32_t from, size_t t, int32_t s)
     int64_t now = now_of(co);
     if (sh->state == CS_MOVE)
         co->handoffs++;
-    free_shard(&co->types[t], s, sh->state == CS_MOVE ? now - sh->since : -1, "hand-off");
+    free_shard(&co->types[t], s, sh->state == CS_MOVE ? now - sh->since : -1,
+               sh->state == CS_MOVE ? sh->why : "stopped by its owner");
     if (co->active)
         shard__co_tick(co);
 }

@@ -239,18 +239,28 @@ static void co_moved(void *ud, size_t t, int32_t shard, uint32_t from, uint32_t 
     sh__member_name(s, from, a, sizeof(a));
     sh__member_name(s, to, b, sizeof(b));
     const char *type = shard__co_type_name(s->co, t);
-    if (from == SH_NONE)
+    if (from == SH_NONE && !strcmp(why, "allocated"))
         ukko_logf(UKKO_LOG_DEBUG, "sharding",
                   UKKO_FIELDS(UKKO_FS("type", type), UKKO_FI("shard", shard), UKKO_FS("to", b)),
                   "shard %s/%d allocated to %s", type, (int)shard, b);
-    else
+    else if (from == SH_NONE)
+        ukko_logf(UKKO_LOG_INFO, "sharding",
+                  UKKO_FIELDS(UKKO_FS("type", type), UKKO_FI("shard", shard), UKKO_FS("to", b),
+                              UKKO_FS("why", why)),
+                  "shard %s/%d allocated to %s (%s)", type, (int)shard, b, why);
+    else if (handoff_ms >= 0)
         ukko_logf(UKKO_LOG_INFO, "sharding",
                   UKKO_FIELDS(UKKO_FS("type", type), UKKO_FI("shard", shard), UKKO_FS("from", a),
                               UKKO_FS("to", b), UKKO_FI("handoff_ms", handoff_ms),
                               UKKO_FS("why", why)),
-                  "shard %s/%d moved from %s to %s (%s%s%lld ms)", type, (int)shard, a, b, why,
-                  handoff_ms >= 0 ? ", hand-off took " : ", no hand-off: ",
-                  (long long)(handoff_ms >= 0 ? handoff_ms : s->cfg->down_removal_margin_ms));
+                  "shard %s/%d moved from %s to %s (%s; hand-off took %lld ms)", type,
+                  (int)shard, a, b, why, (long long)handoff_ms);
+    else
+        ukko_logf(UKKO_LOG_INFO, "sharding",
+                  UKKO_FIELDS(UKKO_FS("type", type), UKKO_FI("shard", shard), UKKO_FS("from", a),
+                              UKKO_FS("to", b), UKKO_FS("why", why)),
+                  "shard %s/%d moved from %s to %s (%s; no hand-off)", type, (int)shard, a, b,
+                  why);
 }
 
 /* The membership as the coordinator needs it. */

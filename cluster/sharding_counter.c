@@ -177,10 +177,8 @@ static void route_send(const ukko_http_request_t *req, ukko_http_response_t *res
     ukko_http_reply(res, 200, "sent %ld\n", sent);
 }
 
-static void route_stats(const ukko_http_request_t *req, ukko_http_response_t *res, void *ud)
+static cJSON *stats_json(void)
 {
-    (void)req;
-    (void)ud;
     cJSON *root = cJSON_CreateObject();
     cJSON_AddStringToObject(root, "node", self_name);
     cJSON *a = cJSON_AddArrayToObject(root, "rows");
@@ -197,8 +195,42 @@ static void route_stats(const ukko_http_request_t *req, ukko_http_response_t *re
         cJSON_AddItemToArray(a, o);
     }
     pthread_mutex_unlock(&mu);
+    /* what this node told each entity (loop thread: the routes and the stop) */
+    cJSON *sent = cJSON_AddObjectToObject(root, "sent");
+    for (size_t i = 0; i < nnexts; i++)
+        cJSON_AddNumberToObject(sent, nexts[i].id, (double)nexts[i].seq);
+    return root;
+}
+
+static void route_stats(const ukko_http_request_t *req, ukko_http_response_t *res, void *ud)
+{
+    (void)req;
+    (void)ud;
+    cJSON *root = stats_json();
     ukko_http_reply_json(res, 200, root);
     cJSON_Delete(root);
+}
+
+/* With COUNTER_STATS_FILE set, the stats are written there once the
+ * shards are handed off and the entities drained: how a test sees what a
+ * node that left had received. */
+static void task_write_stats(ukko_stop_task_t *task, void *ud)
+{
+    (void)ud;
+    const char *path = getenv("COUNTER_STATS_FILE");
+    cJSON *root = stats_json();
+    char *text = root ? cJSON_PrintUnformatted(root) : NULL;
+    FILE *f = path && text ? fopen(path, "w") : NULL;
+    if (f) {
+        fputs(text, f);
+        fclose(f);
+    } else if (path) {
+        ukko_logf(UKKO_LOG_WARN, "counter", UKKO_FIELDS(UKKO_FS("path", path)),
+                  "cannot write the counter stats to %s", path);
+    }
+    free(text);
+    cJSON_Delete(root);
+    ukko_stop_task_done(task);
 }
 
 static int counter_init(ukko_host_t *host, void *ud)
@@ -215,6 +247,9 @@ static int counter_init(ukko_host_t *host, void *ud)
         rc = ukko_http_route(srv, "POST", "/counter/send", route_send, NULL);
     if (rc == 0)
         rc = ukko_http_route(srv, "GET", "/counter/stats", route_stats, NULL);
+    if (rc == 0 && getenv("COUNTER_STATS_FILE"))
+        rc = ukko_node_add_stop_task(ukko_host_node(host), UKKO_PHASE_ACTOR_SYSTEM_TERMINATE,
+                                     "counter-stats", task_write_stats, NULL);
     return rc;
 }
 

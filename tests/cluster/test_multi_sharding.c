@@ -1,0 +1,459 @@
+/* Multi-process tests of cluster sharding (cluster/sharding*.c): real `ukko
+ * run --app counter` nodes on 127.0.5.2-6 (this file's range), tells by
+ * entity id from every node, a fourth node joining, a node leaving with
+ * SIGTERM, a node killed with -9. What is checked is what a user relies
+ * on: every tell reaches its entity exactly once and in order per sender
+ * (the counter app records, per entity and sender, counts, the numbers
+ * seen and any number at or below the last one), /cluster/shards shows
+ * every shard on exactly one member, a join moves few shards, and a killed
+ * node's shards come back. Conditions are polled with deadlines; nothing
+ * is asserted about how long anything took. Every node dies with the test
+ * and .fini removes the temp dir. */
+#include "cluster_internal.h"
+#include "ukko_test.h"
+
+#include <criterion/criterion.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define FIRST 2 /* 127.0.5.2 */
+#define MAXN 5
+#define SHARDS 12
+#define IDS 24
+
+static char *dir;
+static pid_t pids[MAXN];
+static bool left[MAXN]; /* stopped in order: its stats are in its file */
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void host_of(int i, char *out, size_t n)
+{
+    snprintf(out, n, "127.0.5.%d", FIRST + i);
+}
+
+static void start_node(int i)
+{
+    char host[32], mh[64], ch[64], kr[600], sf[600], logp[600];
+    host_of(i, host, sizeof(host));
+    snprintf(mh, sizeof(mh), "UKKO_MANAGEMENT_HOSTNAME=%s", host);
+    snprintf(ch, sizeof(ch), "UKKO_CLUSTER_HOSTNAME=%s", host);
+    snprintf(kr, sizeof(kr), "UKKO_CLUSTER_KEYRING_PATH=%s/ring.json", dir);
+    snprintf(sf, sizeof(sf), "COUNTER_STATS_FILE=%s/stats%d.json", dir, i);
+    snprintf(logp, sizeof(logp), "%s/node%d.log", dir, i);
+    const char *env[] = {mh,
+                         "UKKO_MANAGEMENT_PORT=8558",
+                         ch,
+                         "UKKO_CLUSTER_SEED_NODES=127.0.5.2:7355",
+                         kr,
+                         sf,
+                         "UKKO_LOG_FORMAT=text",
+                         NULL};
+    const char *argv[] = {UKKO_BIN, "run", "--app", "counter", NULL};
+    pids[i] = ut_spawn(argv, env, logp);
+    cr_assert_neq(pids[i], -1, "spawn node %d", i);
+    left[i] = false;
+}
+
+static void setup(void)
+{
+    dir = ut_tempdir();
+    cr_assert(dir);
+    ukko_buf_t b;
+    ukko_buf_init(&b, 4096);
+    cr_assert_eq(ut_run("openssl rand -base64 32", NULL, &b), 0);
+    char path[600];
+    snprintf(path, sizeof(path), "%s/ring.json", dir);
+    FILE *f = fopen(path, "w");
+    cr_assert(f);
+    fprintf(f, "[\"%.44s\"]\n", b.data);
+    fclose(f);
+    ukko_buf_destroy(&b);
+}
+
+static void teardown(void)
+{
+    for (int i = 0; i < MAXN; i++)
+        if (pids[i] > 0) {
+            kill(pids[i], SIGKILL);
+            waitpid(pids[i], NULL, 0);
+            pids[i] = 0;
+        }
+    if (dir) {
+        ut_rmtree(dir);
+        free(dir);
+        dir = NULL;
+    }
+}
+
+static cJSON *get_json(int i, const char *path)
+{
+    char host[32];
+    host_of(i, host, sizeof(host));
+    ukko_buf_t b;
+    ukko_buf_init(&b, 1 << 22);
+    int st = ut_http(host, 8558, "GET", path, &b, 3000);
+    cJSON *j = st == 200 ? cJSON_Parse(b.data) : NULL;
+    ukko_buf_destroy(&b);
+    return j;
+}
+
+static bool alive(int i)
+{
+    return pids[i] > 0 && !left[i];
+}
+
+/* Each shard's owner as node i's /cluster/shards/counter lists it (index
+ * of the node, -1 none), and whether the table is whole (every shard on
+ * exactly one member, none handing off). */
+static bool table_of(int i, int owner[SHARDS], char *seen, size_t seenlen)
+{
+    cJSON *j = get_json(i, "/cluster/shards/counter");
+    if (!j) {
+        snprintf(seen, seenlen, "node %d: no answer to /cluster/shards/counter", i);
+        return false;
+    }
+    for (int s = 0; s < SHARDS; s++)
+        owner[s] = -1;
+    int listed[SHARDS] = {0};
+    cJSON *r;
+    cJSON_ArrayForEach(r, cJSON_GetObjectItem(j, "clusterRegions"))
+    {
+        const char *reg = cJSON_GetStringValue(cJSON_GetObjectItem(r, "shardRegion"));
+        int who = -1;
+        for (int k = 0; k < MAXN && reg; k++) {
+            char want[64], host[32];
+            host_of(k, host, sizeof(host));
+            snprintf(want, sizeof(want), "ukko://ukko@%s:7355", host);
+            if (!strcmp(reg, want))
+                who = k;
+        }
+        cJSON *sid;
+        cJSON_ArrayForEach(sid, cJSON_GetObjectItem(r, "shards"))
+        {
+            int s = atoi(cJSON_GetStringValue(sid) ? cJSON_GetStringValue(sid) : "-1");
+            if (s >= 0 && s < SHARDS) {
+                owner[s] = who;
+                listed[s]++;
+            }
+        }
+    }
+    bool whole = cJSON_GetArraySize(cJSON_GetObjectItem(j, "handingOff")) == 0 &&
+                 cJSON_GetArraySize(cJSON_GetObjectItem(j, "unallocated")) == 0;
+    for (int s = 0; s < SHARDS; s++) {
+        if (listed[s] != 1 || owner[s] < 0 || !alive(owner[s])) {
+            snprintf(seen, seenlen, "node %d: shard %d listed %d time(s), owner node %d", i, s,
+                     listed[s], owner[s]);
+            whole = false;
+        }
+    }
+    cJSON_Delete(j);
+    return whole;
+}
+
+/* Every live node shows the same whole table, and node i's own region
+ * (Pekko's "regions") runs exactly the shards the table gives it. */
+static bool tables_agree(int owner[SHARDS], char *seen, size_t seenlen)
+{
+    bool first = true;
+    for (int i = 0; i < MAXN; i++) {
+        if (!alive(i))
+            continue;
+        int o[SHARDS];
+        if (!table_of(i, o, seen, seenlen))
+            return false;
+        if (!first && memcmp(o, owner, sizeof(o))) {
+            snprintf(seen, seenlen, "node %d's table differs from the others'", i);
+            return false;
+        }
+        memcpy(owner, o, sizeof(o));
+        first = false;
+        cJSON *j = get_json(i, "/cluster/shards/counter");
+        if (!j)
+            return false;
+        int mine = 0;
+        cJSON *r;
+        cJSON_ArrayForEach(r, cJSON_GetObjectItem(j, "regions"))
+        {
+            int s = atoi(cJSON_GetStringValue(cJSON_GetObjectItem(r, "shardId")));
+            if (s < 0 || s >= SHARDS || owner[s] != i) {
+                snprintf(seen, seenlen, "node %d runs shard %d, which the table gives to %d", i,
+                         s, s >= 0 && s < SHARDS ? owner[s] : -1);
+                cJSON_Delete(j);
+                return false;
+            }
+            mine++;
+        }
+        cJSON_Delete(j);
+        int want = 0;
+        for (int s = 0; s < SHARDS; s++)
+            want += owner[s] == i;
+        if (mine != want) {
+            snprintf(seen, seenlen, "node %d runs %d shard(s), the table gives it %d", i, mine,
+                     want);
+            return false;
+        }
+    }
+    return !first;
+}
+
+/* Every live node runs floor or ceil of SHARDS / live nodes. */
+static bool balanced(const int owner[SHARDS], char *seen, size_t seenlen)
+{
+    int n = 0;
+    for (int i = 0; i < MAXN; i++)
+        n += alive(i);
+    for (int i = 0; i < MAXN; i++) {
+        if (!alive(i))
+            continue;
+        int k = 0;
+        for (int s = 0; s < SHARDS; s++)
+            k += owner[s] == i;
+        if (k < SHARDS / n || k > (SHARDS + n - 1) / n) {
+            snprintf(seen, seenlen, "node %d runs %d of %d shards over %d nodes", i, k, SHARDS,
+                     n);
+            return false;
+        }
+    }
+    return true;
+}
+
+static void wait_tables(int owner[SHARDS], int timeout_ms)
+{
+    char seen[300] = "";
+    int64_t end = now_ms() + timeout_ms;
+    while (!tables_agree(owner, seen, sizeof(seen)) || !balanced(owner, seen, sizeof(seen))) {
+        if (now_ms() > end)
+            cr_assert_fail("no whole shard table agreed by every node: %s", seen);
+        usleep(100 * 1000);
+    }
+}
+
+static void wait_ready(int i)
+{
+    char host[32];
+    host_of(i, host, sizeof(host));
+    cr_assert(ut_wait_status(host, 8558, "/ready", 200, 30000), "node %d never ready", i);
+}
+
+/* Node i tells IDS entities (ids prefix0 ...) `rounds` numbered messages each. */
+static void send_ids(int i, const char *prefix, int rounds)
+{
+    char host[32], path[128];
+    host_of(i, host, sizeof(host));
+    snprintf(path, sizeof(path), "/counter/send?prefix=%s&ids=%d&n=%d", prefix, IDS, rounds);
+    ukko_buf_t b;
+    ukko_buf_init(&b, 4096);
+    int st = ut_http(host, 8558, "POST", path, &b, 5000);
+    cr_assert_eq(st, 200, "node %d: POST %s answered %d: %s", i, path, st, b.data);
+    ukko_buf_destroy(&b);
+}
+
+static void send_from(int i, int rounds)
+{
+    send_ids(i, "e", rounds);
+}
+
+/* What every node told (its "sent") against what all entities on every
+ * node received (live nodes' /counter/stats, the file of a node that
+ * left) for the entities whose ids start with prefix. Returns true when all
+ * arrived; fails at once on a duplicate or a reordering. */
+static bool all_delivered(const char *prefix, char *seen, size_t seenlen)
+{
+    cJSON *stats[MAXN] = {0};
+    bool ok = true;
+    for (int i = 0; i < MAXN && ok; i++) {
+        if (pids[i] <= 0 && !left[i])
+            continue;
+        if (left[i]) {
+            ukko_buf_t b;
+            ukko_buf_init(&b, 1 << 22);
+            char path[600];
+            snprintf(path, sizeof(path), "%s/stats%d.json", dir, i);
+            stats[i] = ut_read_file(path, &b) == 0 ? cJSON_Parse(b.data) : NULL;
+            ukko_buf_destroy(&b);
+        } else {
+            stats[i] = get_json(i, "/counter/stats");
+        }
+        if (!stats[i]) {
+            snprintf(seen, seenlen, "no stats from node %d", i);
+            ok = false;
+        }
+    }
+    for (int from = 0; from < MAXN && ok; from++) {
+        if (!stats[from])
+            continue;
+        const char *fname = cJSON_GetStringValue(cJSON_GetObjectItem(stats[from], "node"));
+        cJSON *sent;
+        cJSON_ArrayForEach(sent, cJSON_GetObjectItem(stats[from], "sent"))
+        {
+            if (strncmp(sent->string, prefix, strlen(prefix)))
+                continue;
+            double got = 0;
+            for (int at = 0; at < MAXN; at++) {
+                if (!stats[at])
+                    continue;
+                cJSON *row;
+                cJSON_ArrayForEach(row, cJSON_GetObjectItem(stats[at], "rows"))
+                {
+                    if (strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(row, "id")),
+                               sent->string) ||
+                        strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(row, "from")), fname))
+                        continue;
+                    double bad = cJSON_GetNumberValue(cJSON_GetObjectItem(row, "bad"));
+                    cr_assert_eq(bad, 0,
+                                 "entity %s on node %d saw %g message(s) from %s at or below "
+                                 "the last number: a duplicate or a reordering",
+                                 sent->string, at, bad, fname);
+                    got += cJSON_GetNumberValue(cJSON_GetObjectItem(row, "count"));
+                }
+            }
+            cr_assert_leq(got, sent->valuedouble, "entity %s got %g from %s, which sent %g",
+                          sent->string, got, fname, sent->valuedouble);
+            if (got < sent->valuedouble && ok) {
+                snprintf(seen, seenlen, "entity %s has %g of the %g %s sent", sent->string, got,
+                         sent->valuedouble, fname);
+                ok = false;
+            }
+        }
+    }
+    for (int i = 0; i < MAXN; i++)
+        cJSON_Delete(stats[i]);
+    return ok;
+}
+
+static void wait_delivered(int timeout_ms)
+{
+    char seen[300] = "";
+    int64_t end = now_ms() + timeout_ms;
+    while (!all_delivered("e", seen, sizeof(seen))) {
+        if (now_ms() > end)
+            cr_assert_fail("tells not all delivered: %s", seen);
+        usleep(200 * 1000);
+    }
+}
+
+static int count_owned(const int owner[SHARDS], int i)
+{
+    int n = 0;
+    for (int s = 0; s < SHARDS; s++)
+        n += owner[s] == i;
+    return n;
+}
+
+Test(multi_sharding, tells_join_and_graceful_leave, .init = setup, .fini = teardown,
+     .timeout = 300)
+{
+    for (int i = 0; i < 3; i++)
+        start_node(i);
+    for (int i = 0; i < 3; i++)
+        wait_ready(i);
+    int owner[SHARDS];
+    wait_tables(owner, 30000);
+    for (int i = 0; i < 3; i++)
+        cr_expect_eq(count_owned(owner, i), 4, "3 nodes, 12 shards: node %d has %d", i,
+                     count_owned(owner, i));
+
+    /* tells by id from every node reach their entity once, in order */
+    for (int r = 0; r < 3; r++)
+        for (int i = 0; i < 3; i++)
+            send_from(i, 5);
+    wait_delivered(30000);
+
+    /* a fourth node joins while tells flow: it gets its share, few move */
+    start_node(3);
+    char host3[32];
+    host_of(3, host3, sizeof(host3));
+    int64_t end = now_ms() + 40000;
+    int after[SHARDS];
+    char seen[300] = "";
+    for (;;) {
+        for (int i = 0; i < 3; i++)
+            send_from(i, 1);
+        if (tables_agree(after, seen, sizeof(seen)) && count_owned(after, 3) == 3 &&
+            count_owned(after, 0) == 3 && count_owned(after, 1) == 3 &&
+            count_owned(after, 2) == 3)
+            break;
+        cr_assert_lt(now_ms(), end, "the fourth node never got 3 shards of 12: %s", seen);
+        usleep(100 * 1000);
+    }
+    int moved = 0;
+    for (int s = 0; s < SHARDS; s++)
+        moved += after[s] != owner[s];
+    cr_expect_leq(moved, 4, "12 shards from 3 to 4 nodes moved %d shards (3 are needed)", moved);
+    send_from(3, 3);
+    wait_delivered(30000);
+
+    /* node 1 leaves with SIGTERM while the others keep telling */
+    cr_assert_eq(kill(pids[1], SIGTERM), 0);
+    int status = 0;
+    end = now_ms() + 60000;
+    for (;;) {
+        pid_t w = waitpid(pids[1], &status, WNOHANG);
+        if (w == pids[1])
+            break;
+        cr_assert_lt(now_ms(), end, "node 1 did not exit after SIGTERM");
+        send_from(0, 1);
+        send_from(2, 1);
+        send_from(3, 1);
+        usleep(20 * 1000);
+    }
+    pids[1] = 0;
+    left[1] = true;
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+              "node 1 stopped with SIGTERM: exit 0 expected, got status %d", status);
+    for (int r = 0; r < 3; r++) {
+        send_from(0, 2);
+        send_from(2, 2);
+        send_from(3, 2);
+    }
+    wait_delivered(30000);
+    wait_tables(owner, 30000);
+    for (int i = 0; i < 4; i++)
+        if (i != 1)
+            cr_expect_eq(count_owned(owner, i), 4, "after the leave: node %d has %d of 12", i,
+                         count_owned(owner, i));
+}
+
+Test(multi_sharding, a_killed_node_s_shards_come_back, .init = setup, .fini = teardown,
+     .timeout = 300)
+{
+    for (int i = 0; i < 3; i++)
+        start_node(i);
+    for (int i = 0; i < 3; i++)
+        wait_ready(i);
+    int owner[SHARDS];
+    wait_tables(owner, 30000);
+    int had = count_owned(owner, 2);
+    cr_assert_gt(had, 0);
+    for (int i = 0; i < 3; i++)
+        send_from(i, 2);
+    wait_delivered(30000);
+
+    cr_assert_eq(kill(pids[2], SIGKILL), 0);
+    waitpid(pids[2], NULL, 0);
+    pids[2] = 0;
+    /* after the resolver downs it and the margin passes, its shards run
+     * on the two others, each on exactly one */
+    wait_tables(owner, 60000);
+    cr_expect_eq(count_owned(owner, 0) + count_owned(owner, 1), SHARDS);
+    /* and tells to every entity (the killed node's included) arrive */
+    for (int i = 0; i < 2; i++)
+        send_ids(i, "k", 3);
+    char seen[300] = "";
+    int64_t end = now_ms() + 30000;
+    while (!all_delivered("k", seen, sizeof(seen))) {
+        cr_assert_lt(now_ms(), end, "after the kill, tells not all delivered: %s", seen);
+        usleep(200 * 1000);
+    }
+}
