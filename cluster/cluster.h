@@ -95,6 +95,7 @@ typedef struct ukko_cluster_config {
     ukko_cluster_bootstrap_config_t bootstrap;
     ukko_cluster_sbr_config_t sbr;
     ukko_cluster_sharding_config_t sharding;
+    bool shutdown_when_down; /* a downed node stops (its shards at once) and exits 1 */
 } ukko_cluster_config_t;
 
 /* Registers the cluster.* keys, storing into cc (not owned; must outlive the

@@ -151,6 +151,11 @@ static const ukko_cfg_key_t bootstrap_keys[] = {
 
 /* Cluster sharding (docs/sharding.md): Pekko's names where it has them. */
 static const ukko_cfg_key_t sharding_keys[] = {
+    {"cluster.run-coordinated-shutdown-when-down", UKKO_CFG_BOOL, CC(shutdown_when_down),
+     "true", 0, 0, NULL, NULL,
+     "A node that learns it was downed (split-brain resolver, `ukko down`) stops its shards at "
+     "once and exits 1, so that Kubernetes restarts it as a new member (Pekko's default); "
+     "false: it stays up, not ready."},
     {"cluster.sharding.down-removal-margin", UKKO_CFG_DURATION,
      CC(sharding.down_removal_margin_ms), "\"3s\"", 0, 3600000, NULL, NULL,
      "Shards of a member that is Down (or gone) move only this long after the coordinator saw "

@@ -764,6 +764,14 @@ static void on_member_event(const ukko_cluster_event_t *ev, void *ud)
         ukko_log(UKKO_LOG_WARN, "sharding",
                  "this node was downed: every shard stops at once, no hand-off");
         ukko_sharding_stop_now(s);
+        if (s->c->cc->shutdown_when_down) {
+            const char *why = cluster__mship_down_reason(cluster__mship_of(s->c));
+            char msg[300];
+            snprintf(msg, sizeof(msg), "this node was downed (%s); exiting 1 so that it is "
+                     "restarted as a new member (cluster.run-coordinated-shutdown-when-down)",
+                     why ? why : "by an operator or another member");
+            ukko_node_stop_for(s->c->node, UKKO_STOP_DOWNED, msg);
+        }
         return;
     }
     kick(s);

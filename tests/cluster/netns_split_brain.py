@@ -153,6 +153,9 @@ def start(i, ukko):
         "UKKO_LOG_FORMAT": "text",
         # A short stable-after keeps the test short; the rest is as shipped.
         "UKKO_CLUSTER_SPLIT_BRAIN_RESOLVER_STABLE_AFTER": "3s",
+        # The downed side is looked at after the heal, so it stays up (not ready)
+        # instead of exiting as a shipped node does.
+        "UKKO_CLUSTER_RUN_COORDINATED_SHUTDOWN_WHEN_DOWN": "false",
     })
     log = open(logs[i], "a")
     procs[i] = subprocess.Popen(["ip", "netns", "exec", ns(i), ukko, "run"], env=env,

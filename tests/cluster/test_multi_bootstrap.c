@@ -762,7 +762,9 @@ Test(bootstrap, leave_and_down_are_operations_that_need_the_token, .timeout = 12
         snprintf(pod, sizeof(pod), "op-%d", i);
         spawn(i, pod, token,
               (const char *[]){"UKKO_DISCOVERY_METHOD=static", points, tokenv,
-                               "UKKO_CLUSTER_BOOTSTRAP_EXPECTED_CONTACT_POINT_NR=3", NULL});
+                               "UKKO_CLUSTER_BOOTSTRAP_EXPECTED_CONTACT_POINT_NR=3",
+                               /* the downed node is looked at, not restarted */
+                               "UKKO_CLUSTER_RUN_COORDINATED_SHUTDOWN_WHEN_DOWN=false", NULL});
     }
     char seen[1024];
     cr_assert(wait_one_cluster(3, 30000, seen, sizeof(seen)), "3 form: %s", seen);

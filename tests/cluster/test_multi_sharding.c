@@ -58,6 +58,8 @@ static void start_node(int i)
                          kr,
                          sf,
                          "UKKO_LOG_FORMAT=text",
+                         /* a paused node is downed sooner (the shipped default is 7s) */
+                         "UKKO_CLUSTER_SPLIT_BRAIN_RESOLVER_STABLE_AFTER=2s",
                          NULL};
     const char *argv[] = {UKKO_BIN, "run", "--app", "counter", NULL};
     pids[i] = ut_spawn(argv, env, logp);
@@ -456,4 +458,35 @@ Test(multi_sharding, a_killed_node_s_shards_come_back, .init = setup, .fini = te
         cr_assert_lt(now_ms(), end, "after the kill, tells not all delivered: %s", seen);
         usleep(200 * 1000);
     }
+}
+
+Test(multi_sharding, a_downed_node_stops_its_shards_and_exits_non_zero, .init = setup,
+     .fini = teardown, .timeout = 300)
+{
+    for (int i = 0; i < 3; i++)
+        start_node(i);
+    for (int i = 0; i < 3; i++)
+        wait_ready(i);
+    int owner[SHARDS];
+    wait_tables(owner, 30000);
+    /* paused: the others find it unreachable, the resolver downs it, its
+     * shards move after the margin */
+    cr_assert_eq(kill(pids[2], SIGSTOP), 0);
+    left[2] = true; /* not counted as alive by the table checks */
+    wait_tables(owner, 60000);
+    cr_expect_eq(count_owned(owner, 0) + count_owned(owner, 1), SHARDS);
+    /* resumed: it learns it is Down, stops, and exits non-zero */
+    cr_assert_eq(kill(pids[2], SIGCONT), 0);
+    int code = ut_wait_exit(pids[2], 30000);
+    pids[2] = 0;
+    cr_expect(code != 0 && code != -1,
+              "a downed node exits non-zero by itself (got %d; -1: it did not exit)", code);
+    char path[600];
+    snprintf(path, sizeof(path), "%s/node2.log", dir);
+    ukko_buf_t b;
+    ukko_buf_init(&b, 1 << 22);
+    cr_assert_eq(ut_read_file(path, &b), 0);
+    cr_expect(strstr(b.data, "this node was downed") != NULL,
+              "the downed node says why it stops");
+    ukko_buf_destroy(&b);
 }
