@@ -67,7 +67,7 @@ static void part_samples(ukko_buf_t *out, int fam, streams__source_t *src)
     }
 }
 
-void streams__metrics(ukko_buf_t *out, void *ud)
+void ukko_streams_metrics(ukko_buf_t *out, void *ud)
 {
     ukko_streams_t *st = ud;
     if (!st->sources)

@@ -75,6 +75,8 @@ static void set_paused(streams__part_t *part, bool pause)
         return;
     }
     part->paused = pause;
+    if (pause)
+        part->pauses++;
 }
 
 /* Fetching follows what is open: records handed out and not yet in the
@@ -357,6 +359,8 @@ static void on_record(streams__source_t *src, rd_kafka_message_t *msg)
     rec->msg = msg;
     rec_link(part, rec);
     part->in_flight++;
+    if (streams__wm_open(&part->wm) > part->max_open)
+        part->max_open = streams__wm_open(&part->wm);
     if (part->first_offset < 0)
         part->first_offset = msg->offset;
     size_t tlen = 0;

@@ -81,8 +81,6 @@ int streams__new_with(ukko_node_t *node, struct ev_loop *loop, ukko_sharding_t *
     st->api = api;
     st->cfg = sc;
     st->pqfd[0] = st->pqfd[1] = -1;
-    if (node)
-        ukko_node_add_metrics(node, streams__metrics, st);
     *out = st;
     return 0;
 }

@@ -29,6 +29,27 @@ int ukko_streams_dev_kafka_main(int argc, char **argv);
  * `ukko dev-kafka` (given its arguments untouched). */
 extern const ukko_module_t ukko_streams_module;
 
+/* ------------------------------------------------------------ applications
+ * An application offers a topic-fed entity type from its init through the
+ * registry of app hooks: ukko_host_add_hook(host, UKKO_HOOK_STREAM_TYPE,
+ * &desc), desc a const ukko_stream_type_t * that outlives the host (static
+ * storage). The streams module adds each one when it starts. */
+#define UKKO_HOOK_STREAM_TYPE "streams.entity-type"
+
+typedef struct ukko_stream_type {
+    ukko_entity_type_t type; /* shards = 0: the topic's partitions set them */
+    const char *topic;
+} ukko_stream_type_t;
+
+/* The built-in demo application `ukko run --app orders` (docs/streams.md):
+ * topic `orders` (key = customer id, value {"order_id", "amount"}), an
+ * entity per customer keeping a running total, and for each order one
+ * record to `orders-processed`, keyed by customer: {"total", "count",
+ * "source_partition", "source_offset", "node", "order_id"}. */
+extern const ukko_app_t ukko_orders_app;
+/* Its entity type (for tests that drive it without a program). */
+extern const ukko_stream_type_t ukko_orders_type;
+
 /* ------------------------------------------------------------ the Kafka feed
  * Entity types fed by a topic (docs/streams.md): the topic's partition count
  * is the type's shard count, shard s owns partition s, and the node that
@@ -66,7 +87,8 @@ typedef struct ukko_streams ukko_streams_t;
 
 /* Creates the Kafka side of a node: checks the settings (a bad
  * kafka.properties entry is refused with librdkafka's reason, naming the
- * property but never a secret's value), registers /metrics. Neither node,
+ * property but never a secret's value). Its /metrics families come from
+ * ukko_streams_metrics (the module adds them). Neither node,
  * sharding nor sc is owned; all must outlive it. Returns 0, UKKO_EINVAL
  * (settings; logged) or UKKO_ENOMEM. */
 int ukko_streams_new(ukko_node_t *node, ukko_sharding_t *sharding, const ukko_streams_config_t *sc,
@@ -85,6 +107,9 @@ int ukko_streams_start(ukko_streams_t *st);
  * releases everything. After the loop has stopped (it may block for a few
  * seconds). NULL is fine. */
 void ukko_streams_free(ukko_streams_t *st);
+/* The ukko_kafka_* families of /metrics (a ukko_metrics_fn; ud is the
+ * ukko_streams_t). */
+void ukko_streams_metrics(ukko_buf_t *out, void *ud);
 /* The stop task that commits every partition's acknowledged prefix (for
  * ukko_node_add_stop_task; ud is the ukko_streams_t). The shards' own
  * hand-off commits before it; this catches what no hand-off covered. */

@@ -192,7 +192,8 @@ struct streams__part {
     ev_timer at_once_timer;
     struct streams__rec *recs; /* every record of it still held */
     /* counters, loop thread */
-    uint64_t processed, failed, retried, dead_letters;
+    uint64_t processed, failed, retried, dead_letters, pauses;
+    uint64_t max_open; /* the most records open at once (backpressure's bound) */
     streams__part_t *next; /* the source's list */
 };
 
@@ -324,7 +325,5 @@ typedef struct streams__current {
 } streams__current_t;
 const streams__current_t *streams__current(void);
 
-/* metrics.c */
-void streams__metrics(ukko_buf_t *out, void *st);
 
 #endif

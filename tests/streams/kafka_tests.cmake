@@ -6,3 +6,22 @@ foreach(n test_watermark test_committer)
   ukko_unit_test(streams_${n} ${CMAKE_CURRENT_SOURCE_DIR}/${n}.c ukko_streams)
   target_include_directories(streams_${n} PRIVATE ${PROJECT_SOURCE_DIR}/streams)
 endforeach()
+
+# The feed in the test's process over a stand-in sharding (fake_sharding.c
+# drives the shard hooks as cluster/ would), with kcat and the handler the
+# tests share (feed_support.c).
+add_library(streams_feed_support STATIC ${CMAKE_CURRENT_SOURCE_DIR}/fake_sharding.c
+            ${CMAKE_CURRENT_SOURCE_DIR}/feed_support.c)
+ukko_warnings(streams_feed_support)
+target_include_directories(streams_feed_support PUBLIC ${CMAKE_CURRENT_SOURCE_DIR}
+                           ${PROJECT_SOURCE_DIR}/streams)
+target_link_libraries(streams_feed_support PUBLIC ukko_test_support ukko_streams
+                      PkgConfig::CRITERION)
+
+if(TARGET ukko_kafka_rig)
+  ukko_criterion_test(streams_test_feed_kafka integration
+                      ${CMAKE_CURRENT_SOURCE_DIR}/test_feed_kafka.c streams_feed_support
+                      ukko_kafka_rig)
+  set_tests_properties(streams_test_feed_kafka PROPERTIES TIMEOUT 900
+                       SKIP_REGULAR_EXPRESSION "SKIPPED:")
+endif()

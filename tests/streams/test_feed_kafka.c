@@ -1,0 +1,311 @@
+/* Integration: the Kafka feed of streams/ (source.c, committer.c,
+ * producer.c, watermark.c, orders.c) against a real Apache Kafka broker
+ * (tests/kafka/broker.sh), in this process over the stand-in sharding, one
+ * node owning every partition: 50,000 orders produced by kcat all reach
+ * orders-processed in per-customer order; a hand-off commits so that a
+ * restart repeats nothing; a poison record lands in the dead-letter topic
+ * once and its partition goes on; a slow handler pauses its partition and
+ * loses nothing. SKIPPED where no real Kafka can run. */
+#include "feed_support.h"
+#include "ukko_kafka.h"
+
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static ukko_kafka_rig_t rig;
+
+ReportHook(PRE_ALL)(struct criterion_test_set *set)
+{
+    (void)set;
+    ukko_kafka_rig_share(&rig, NULL);
+}
+
+ReportHook(POST_ALL)(struct criterion_global_stats *stats)
+{
+    (void)stats;
+    ukko_kafka_rig_stop(&rig);
+}
+
+static void attach(ukko_kafka_rig_t *k)
+{
+    int rc = ukko_kafka_rig_attach(k);
+    if (rc == UKKO_KAFKA_RIG_SKIP) {
+        printf("%s\n", k->why);
+        fflush(stdout);
+        cr_skip_test("%s", k->why);
+    }
+    cr_assert_eq(rc, 0, "the Kafka rig did not start: %s", k->why);
+}
+
+static void topic(ukko_kafka_rig_t *k, const char *name, int partitions)
+{
+    cr_assert_eq(ukko_kafka_rig_topic(k, name, partitions, 0), 0, "topic %s: %s", name, k->why);
+}
+
+/* N orders over `customers` customers: "c<i>\t{...}\n" lines. */
+static char *orders_lines(int n, int customers, int first_id)
+{
+    size_t cap = (size_t)n * 64 + 1;
+    char *s = malloc(cap);
+    size_t len = 0;
+    for (int i = 0; i < n; i++)
+        len += (size_t)snprintf(s + len, cap - len,
+                                "c%d\t{\"order_id\":\"o%d\",\"amount\":%d.%02d}\n",
+                                (i * 7919) % customers, first_id + i, 1 + i % 90, i % 100);
+    return s;
+}
+
+typedef struct until_done {
+    const char *type;
+    uint64_t n;
+    const int64_t *ends;
+    int partitions;
+} until_done_t;
+
+/* Every record acknowledged and its offset committed. */
+static bool all_done(feed_t *f, void *arg)
+{
+    until_done_t *u = arg;
+    return feed_done(f, u->type) >= u->n && feed_committed(f, u->type, u->ends, u->partitions);
+}
+
+Test(feed_kafka, orders_50000_records_all_reach_the_output_in_customer_order, .timeout = 600)
+{
+    ukko_kafka_rig_t k;
+    attach(&k);
+    topic(&k, "orders", 12);
+    topic(&k, "orders-processed", 12);
+    topic(&k, "orders.dlq", 1);
+    char *lines = orders_lines(50000, 500, 0);
+    kc_produce(k.bootstrap, "orders", lines);
+    free(lines);
+    krec_t *in;
+    size_t nin = kc_read(k.bootstrap, "orders", &in);
+    cr_assert_eq(nin, 50000, "kcat put %zu of 50000 orders in the topic", nin);
+    int64_t ends[12];
+    kc_ends(in, nin, ends, 12);
+
+    /* A small in-flight bound so that partitions pause and resume often. */
+    const char *env[] = {"UKKO_KAFKA_MAX_IN_FLIGHT=64", "UKKO_KAFKA_RESUME_IN_FLIGHT=32", NULL};
+    feed_t f;
+    feed_open(&f, k.bootstrap, env);
+    feed_add(&f, &ukko_orders_type.type, ukko_orders_type.topic);
+    feed_start(&f, "orders");
+    cr_assert_eq(fs_shards(f.sh, "orders"), 12, "12 partitions, so 12 shards");
+    until_done_t u = {"orders", 50000, ends, 12};
+    feed_run_until(&f, all_done, &u, 300000, "50,000 orders handled and committed");
+
+    streams__source_t *src = feed_source(&f, "orders");
+    cr_assert_eq(src->mismatched, 0, "kcat used murmur2: every key is in its entity's partition");
+    uint64_t pauses = 0;
+    for (streams__part_t *p = src->parts; p; p = p->next) {
+        cr_assert_leq(p->max_open, 64, "partition %d held %llu records open, above the bound 64",
+                      p->partition, (unsigned long long)p->max_open);
+        pauses += p->pauses;
+    }
+    cr_log_info("partitions paused %llu times", (unsigned long long)pauses);
+    feed_close(&f);
+
+    krec_t *out;
+    size_t nout = kc_read(k.bootstrap, "orders-processed", &out);
+    cr_assert_geq(nout, 50000, "orders-processed holds %zu records, fewer than the 50000 orders",
+                  nout);
+    check_complete(in, nin, out, nout, true, true);
+    for (size_t i = 0; i < nout; i++)
+        cr_assert(strstr(out[i].value, "\"node\":\"test-node:7355\""),
+                  "the output names the node that handled it: %s", out[i].value);
+    kc_free(in, nin);
+    kc_free(out, nout);
+}
+
+static tally_cfg_t handoff_cfg = {.out = "handoff-out"};
+static const ukko_entity_type_t handoff_type = {
+    .name = "handoff",
+    .state_size = TALLY_STATE_SIZE,
+    .handler = tally_handler,
+    .ud = &handoff_cfg,
+};
+
+Test(feed_kafka, a_handoff_commits_so_a_restart_repeats_nothing, .timeout = 300)
+{
+    ukko_kafka_rig_t k;
+    attach(&k);
+    topic(&k, "handoff-in", 4);
+    topic(&k, "handoff-out", 4);
+    char *lines = orders_lines(2000, 50, 0);
+    kc_produce(k.bootstrap, "handoff-in", lines);
+    free(lines);
+    krec_t *in;
+    size_t nin = kc_read(k.bootstrap, "handoff-in", &in);
+    int64_t ends[4];
+    kc_ends(in, nin, ends, 4);
+    kc_free(in, nin);
+
+    /* Commits only at the hand-off: the batch and the interval never come. */
+    const char *env[] = {"UKKO_KAFKA_COMMIT_MAX_BATCH=1000000", "UKKO_KAFKA_COMMIT_MAX_INTERVAL=10m",
+                         NULL};
+    feed_t f;
+    feed_open(&f, k.bootstrap, env);
+    feed_add(&f, &handoff_type, "handoff-in");
+    feed_start(&f, "handoff");
+    until_done_t u = {"handoff", 2000, ends, 0};
+    feed_run_until(&f, all_done, &u, 120000, "2,000 records handled");
+    streams__source_t *src = feed_source(&f, "handoff");
+    cr_assert_eq(src->committer.commits, 0, "nothing committed before the hand-off");
+    feed_stop_shards(&f, "handoff", false, 60000);
+    cr_assert_eq(src->parts, NULL, "every partition was given up after its hand-off");
+    cr_assert_geq(src->committer.commits, 1, "the hand-off committed");
+    feed_close(&f);
+
+    lines = orders_lines(1000, 50, 2000);
+    kc_produce(k.bootstrap, "handoff-in", lines);
+    free(lines);
+    nin = kc_read(k.bootstrap, "handoff-in", &in);
+    cr_assert_eq(nin, 3000);
+    kc_ends(in, nin, ends, 4);
+
+    /* The next owner: same group (the type's name), a new process's view. */
+    feed_open(&f, k.bootstrap, NULL);
+    feed_add(&f, &handoff_type, "handoff-in");
+    feed_start(&f, "handoff");
+    until_done_t u2 = {"handoff", 1000, ends, 4};
+    feed_run_until(&f, all_done, &u2, 120000, "the 1,000 new records handled and committed");
+    cr_assert_eq(feed_done(&f, "handoff"), 1000,
+                 "the restart handled %llu records: it must start at the hand-off's commit "
+                 "and handle only the 1,000 new ones",
+                 (unsigned long long)feed_done(&f, "handoff"));
+    feed_close(&f);
+
+    krec_t *out;
+    size_t nout = kc_read(k.bootstrap, "handoff-out", &out);
+    cr_assert_eq(nout, 3000, "3000 inputs, %zu outputs: no loss, no duplicate", nout);
+    check_complete(in, nin, out, nout, true, false); /* counts restart with the process */
+    kc_free(in, nin);
+    kc_free(out, nout);
+}
+
+static tally_cfg_t poison_cfg = {.out = "poison-out"};
+static const ukko_entity_type_t poison_type = {
+    .name = "poison",
+    .state_size = TALLY_STATE_SIZE,
+    .handler = tally_handler,
+    .ud = &poison_cfg,
+};
+
+Test(feed_kafka, a_poison_record_lands_in_the_dead_letter_topic_once, .timeout = 300)
+{
+    ukko_kafka_rig_t k;
+    attach(&k);
+    topic(&k, "poison-in", 2);
+    topic(&k, "poison-out", 2);
+    topic(&k, "poison-in.dlq", 1);
+    ukko_buf_t lines;
+    ukko_buf_init(&lines, 0);
+    for (int i = 0; i < 200; i++)
+        (void)ukko_buf_printf(&lines, "k%d\t{\"n\":%d%s}\n", i % 10, i,
+                              i == 57 ? ",\"poison\":true" : "");
+    kc_produce(k.bootstrap, "poison-in", lines.data);
+    ukko_buf_destroy(&lines);
+    krec_t *in;
+    size_t nin = kc_read(k.bootstrap, "poison-in", &in);
+    int64_t ends[2];
+    kc_ends(in, nin, ends, 2);
+
+    const char *env[] = {"UKKO_KAFKA_MAX_RETRIES=2", "UKKO_KAFKA_RETRY_BACKOFF=10ms", NULL};
+    feed_t f;
+    feed_open(&f, k.bootstrap, env);
+    feed_add(&f, &poison_type, "poison-in");
+    feed_start(&f, "poison");
+    until_done_t u = {"poison", 200, ends, 2};
+    feed_run_until(&f, all_done, &u, 120000, "200 records handled or dead-lettered, committed");
+    streams__source_t *src = feed_source(&f, "poison");
+    uint64_t dead = 0, failed = 0;
+    for (streams__part_t *p = src->parts; p; p = p->next) {
+        dead += p->dead_letters;
+        failed += p->failed;
+    }
+    cr_assert_eq(dead, 1, "one dead letter, not %llu", (unsigned long long)dead);
+    cr_assert_eq(failed, 3, "the first attempt and 2 retries failed, not %llu",
+                 (unsigned long long)failed);
+    feed_close(&f);
+
+    const krec_t *poison = NULL;
+    krec_t *rest = calloc(nin, sizeof(*rest)); /* shallow copies: the rest must all be out */
+    size_t kept = 0;
+    for (size_t i = 0; i < nin; i++) {
+        if (strstr(in[i].value, "poison"))
+            poison = &in[i];
+        else
+            rest[kept++] = in[i];
+    }
+    cr_assert(poison);
+    int pp = poison->partition;
+    long long po = poison->offset;
+    krec_t *dlq;
+    size_t ndlq = kc_read(k.bootstrap, "poison-in.dlq", &dlq);
+    cr_assert_eq(ndlq, 1, "the dead-letter topic holds %zu records, not exactly one", ndlq);
+    char want[128];
+    snprintf(want, sizeof(want), "ukko.dlq.partition=%d", pp);
+    cr_assert(strstr(dlq[0].headers, "ukko.dlq.topic=poison-in"), "origin topic in: %s",
+              dlq[0].headers);
+    cr_assert(strstr(dlq[0].headers, want), "origin partition %d in: %s", pp, dlq[0].headers);
+    snprintf(want, sizeof(want), "ukko.dlq.offset=%lld", po);
+    cr_assert(strstr(dlq[0].headers, want), "origin offset %lld in: %s", po, dlq[0].headers);
+    cr_assert(strstr(dlq[0].headers, "ukko.dlq.error=a poison record"), "the error in: %s",
+              dlq[0].headers);
+    cr_assert(strstr(dlq[0].value, "poison"), "the record's own value: %s", dlq[0].value);
+
+    krec_t *out;
+    size_t nout = kc_read(k.bootstrap, "poison-out", &out);
+    cr_assert_eq(nout, 199);
+    check_complete(rest, kept, out, nout, true, true);
+    free(rest);
+    kc_free(in, nin);
+    kc_free(dlq, ndlq);
+    kc_free(out, nout);
+}
+
+static tally_cfg_t slow_cfg = {.out = "slow-out", .sleep_us = 300};
+static const ukko_entity_type_t slow_type = {
+    .name = "slow",
+    .state_size = TALLY_STATE_SIZE,
+    .handler = tally_handler,
+    .ud = &slow_cfg,
+};
+
+Test(feed_kafka, a_slow_handler_pauses_its_partition_and_loses_nothing, .timeout = 300)
+{
+    ukko_kafka_rig_t k;
+    attach(&k);
+    topic(&k, "slow-in", 1);
+    topic(&k, "slow-out", 1);
+    char *lines = orders_lines(3000, 1, 0); /* one entity: strictly one at a time */
+    kc_produce(k.bootstrap, "slow-in", lines);
+    free(lines);
+    krec_t *in;
+    size_t nin = kc_read(k.bootstrap, "slow-in", &in);
+    int64_t ends[1];
+    kc_ends(in, nin, ends, 1);
+    const char *env[] = {"UKKO_KAFKA_MAX_IN_FLIGHT=50", "UKKO_KAFKA_RESUME_IN_FLIGHT=10", NULL};
+    feed_t f;
+    feed_open(&f, k.bootstrap, env);
+    feed_add(&f, &slow_type, "slow-in");
+    feed_start(&f, "slow");
+    until_done_t u = {"slow", 3000, ends, 1};
+    feed_run_until(&f, all_done, &u, 120000, "3,000 records handled and committed");
+    streams__part_t *p = feed_source(&f, "slow")->parts;
+    cr_assert(p);
+    cr_assert_geq(p->pauses, 1, "a handler slower than the fetch must pause the partition");
+    cr_assert_leq(p->max_open, 50, "at most 50 records open, saw %llu",
+                  (unsigned long long)p->max_open);
+    cr_assert_eq(p->paused, false, "resumed once the records were done");
+    feed_close(&f);
+    krec_t *out;
+    size_t nout = kc_read(k.bootstrap, "slow-out", &out);
+    cr_assert_eq(nout, 3000);
+    check_complete(in, nin, out, nout, true, true);
+    kc_free(in, nin);
+    kc_free(out, nout);
+}
