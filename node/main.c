@@ -3,6 +3,7 @@
  * runs the modules. Main thread. Exit codes: 0 orderly stop, 1 runtime
  * failure, 2 bad usage or config. */
 #include "cluster.h"
+#include "streams.h"
 #include "ukko.h"
 
 #include <stddef.h>
@@ -11,6 +12,7 @@
  * own is a program whose main calls ukko_main(argc, argv, &my_app) instead. */
 static const ukko_app_t *const builtin_apps[] = {
     &ukko_sharding_counter_app, /* sharded counters: trying sharding, its tests */
+    &ukko_orders_app,           /* the Kafka demo (docs/streams.md) */
     NULL,
 };
 

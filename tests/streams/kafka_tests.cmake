@@ -25,3 +25,11 @@ if(TARGET ukko_kafka_rig)
   set_tests_properties(streams_test_feed_kafka PROPERTIES TIMEOUT 900
                        SKIP_REGULAR_EXPRESSION "SKIPPED:")
 endif()
+
+# The feed while `ukko dev-kafka` fails requests on cue (devkafka_fixture.c).
+ukko_criterion_test(streams_test_feed_faults integration
+                    ${CMAKE_CURRENT_SOURCE_DIR}/test_feed_faults.c streams_feed_support
+                    streams_test_support)
+add_dependencies(streams_test_feed_faults ukko)
+set_tests_properties(streams_test_feed_faults PROPERTIES TIMEOUT 600
+                     SKIP_REGULAR_EXPRESSION "SKIPPED:")
