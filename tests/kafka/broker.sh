@@ -365,6 +365,14 @@ while True:
   start_watchdog
   if ! wait_metadata "$brokers"; then
     cmd_stop_keep_logs
+    # A port picked free may be taken before the JVM binds it: pick again.
+    if grep -qs "Address already in use" "$state"/node-*/broker.log && ((${attempt:-1} < 3)); then
+      echo "broker.sh: a picked port was taken meanwhile; starting again on others" >&2
+      attempt=$((${attempt:-1} + 1))
+      rm -rf "$state"
+      cmd_start
+      return
+    fi
     return 1
   fi
   bootstrap_list
