@@ -541,8 +541,12 @@ static void on_table(sh_t *s, const sh_frame_t *f, uint32_t from)
         } else if (!sh->moving) {
             sh->fenced = false;
         }
-        if (sh->owner == s->self_ident && !sh->moving && sh->state == R_NONE && !s->going_away)
-            shard_start(sh);
+        if (sh->owner == s->self_ident && !sh->moving && sh->state == R_NONE) {
+            if (!s->going_away)
+                shard_start(sh);
+            else /* allocated before our going-away arrived: place it elsewhere */
+                send_small(s, from, UKKO_WIRE_SH_REFUSED, ty->name, sh->id);
+        }
         else if (sh->owner != s->self_ident && sh->state == R_RUNNING && !sh->moving)
             ukko_logf(UKKO_LOG_ERROR, "sharding",
                       UKKO_FIELDS(UKKO_FS("type", ty->name), UKKO_FI("shard", sh->id)),
@@ -898,6 +902,14 @@ static void task_shutdown_region(ukko_stop_task_t *task, void *ud)
             running += s->types[t].sh[i].state != R_NONE;
     s->going_away = true;
     if (running == 0 || s->stopped_now) {
+        /* Nothing to hand off; the coordinator still hears it, so that it
+         * places nothing here while the leave goes on. */
+        if (!s->stopped_now) {
+            ukko_buf_t b;
+            body_init(s, &b, UKKO_WIRE_SH_GOING_AWAY);
+            sh__send(s, coordinator(s), &b);
+            ukko_buf_destroy(&b);
+        }
         ukko_stop_task_done(task);
         return;
     }
