@@ -7,7 +7,7 @@
  * 10,000 pods parsed in under 50 ms. Not a test: it asserts nothing.
  *   bench_discovery [--rounds N]   (needs python3 and openssl, as the tests) */
 #include "discovery.h"
-#include "helpers.h"
+#include "ukko_test.h"
 
 #include <ev.h>
 #include <fcntl.h>
@@ -78,7 +78,7 @@ typedef struct figures {
 } figures_t;
 
 /* `ukko discover --once` as an operator runs it: wall time and peak RSS. */
-static void run_cli(const th_emulator_t *em, figures_t *fg)
+static void run_cli(const ut_emulator_t *em, figures_t *fg)
 {
     char url[128], ca[900], tok[900], ns[900];
     snprintf(url, sizeof(url), "https://127.0.0.1:%d", em->port);
@@ -116,9 +116,9 @@ static int bench_size(int pods, int rounds, figures_t *fg)
     fg->pods = pods;
     char n[16];
     snprintf(n, sizeof(n), "%d", pods);
-    th_emulator_t em;
+    ut_emulator_t em;
     const char *extra[] = {"--generate-pods", n, NULL};
-    if (th_emulator_start(&em, NULL, extra) < 0)
+    if (ut_emulator_start(&em, NULL, extra) < 0)
         return -1;
 
     ukko_config_t *cfg = ukko_config_new();
@@ -172,7 +172,7 @@ out:
     ukko_discovery_free(d);
     ev_loop_destroy(loop);
     ukko_config_free(cfg);
-    th_emulator_stop(&em);
+    ut_emulator_stop(&em);
     return rc;
 }
 

@@ -7,7 +7,6 @@
  * Every process dies with the test (PR_SET_PDEATHSIG; the emulator and its
  * pods with it), and .fini kills what is left and removes the files.
  * Conditions are polled with deadlines; nothing is asserted about timings. */
-#include "helpers.h"
 #include "ukko_test.h"
 
 #include <criterion/criterion.h>
@@ -25,17 +24,10 @@
 
 extern char **environ;
 
-static th_emulator_t em;
+static ut_emulator_t em;
 static pid_t pids[MAXP];
 static char ips[MAXP][32];
 static char keyring[600];
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void sleep_ms(int ms)
 {
@@ -57,28 +49,22 @@ static void kill_all(void)
 static void teardown(void)
 {
     kill_all();
-    th_emulator_stop(&em);
+    ut_emulator_stop(&em);
 }
 
 /* ------------------------------------------------------------ emulator */
 
 static void write_keyring(void)
 {
-    ukko_buf_t b;
-    ukko_buf_init(&b, 4096);
-    cr_assert_eq(ut_run("openssl rand -base64 32", NULL, &b), 0);
     snprintf(keyring, sizeof(keyring), "%s/keyring.json", em.dir);
-    char text[128];
-    snprintf(text, sizeof(text), "[\"%.44s\"]\n", b.data);
-    ukko_buf_destroy(&b);
-    cr_assert_eq(th_write_file(keyring, text), 0);
+    cr_assert_eq(ut_keyring_write(keyring, NULL, 0), 0, "a keyring at %s", keyring);
 }
 
 /* The demo's StatefulSet with n replicas, its pods given the keyring and
  * quick stops (the test's own SIGKILL ends whatever lingers). */
 static void write_statefulset(const char *path, int n)
 {
-    char *text = th_read_file(UKKO_SOURCE_DIR "/tests/emulator/ukko-statefulset.json", NULL);
+    char *text = ut_slurp(UKKO_SOURCE_DIR "/tests/emulator/ukko-statefulset.json", NULL);
     cr_assert_not_null(text);
     cJSON *sts = cJSON_Parse(text);
     free(text);
@@ -93,7 +79,7 @@ static void write_statefulset(const char *path, int n)
     cJSON_AddStringToObject(kr, "value", keyring);
     cJSON_AddItemToArray(env, kr);
     char *out = cJSON_Print(sts);
-    cr_assert_eq(th_write_file(path, out), 0);
+    cr_assert_eq(ut_write_file(path, out), 0);
     free(out);
     cJSON_Delete(sts);
 }
@@ -108,15 +94,15 @@ static void start_statefulset(int n, int first)
      * write both, then create it through the API as kubectl apply would. */
     const char *args[] = {"--controller", "--ukko",         UKKO_BIN, "--pod-addresses", range,
                           "--probe-period-ms", "200", NULL};
-    cr_assert_eq(th_emulator_start(&em, NULL, args), 0, "the emulator did not start");
+    cr_assert_eq(ut_emulator_start(&em, NULL, args), 0, "the emulator did not start");
     write_keyring();
     char path[600];
     snprintf(path, sizeof(path), "%s/sts.json", em.dir);
     write_statefulset(path, n);
-    char *body = th_read_file(path, NULL);
+    char *body = ut_slurp(path, NULL);
     const char *req[] = {"request", "POST", "/apis/apps/v1/namespaces/default/statefulsets", body,
                          NULL};
-    cr_assert_eq(th_emulator_ctl(&em, req, NULL), 0, "the StatefulSet was not created");
+    cr_assert_eq(ut_emulator_ctl(&em, req, NULL), 0, "the StatefulSet was not created");
     free(body);
     for (int i = 0; i < n; i++)
         snprintf(ips[i], sizeof(ips[i]), "127.0.0.%d", first + i);
@@ -124,7 +110,7 @@ static void start_statefulset(int n, int first)
 
 static void emu_ctl(const char *const *args, char **out)
 {
-    cr_assert_eq(th_emulator_ctl(&em, args, out), 0, "emulator ctl %s %s failed", args[0],
+    cr_assert_eq(ut_emulator_ctl(&em, args, out), 0, "emulator ctl %s %s failed", args[0],
                  args[1] ? args[1] : "");
 }
 
@@ -141,7 +127,7 @@ static void scale(int n)
 static void log_tail(const char *path, char *out, size_t outlen)
 {
     size_t len = 0;
-    char *text = th_read_file(path, &len);
+    char *text = ut_slurp(path, &len);
     snprintf(out, outlen, "%s", !text ? "(no log)" : len > 3000 ? text + len - 3000 : text);
     free(text);
 }
@@ -166,12 +152,7 @@ static void listeners(char *out, size_t outlen)
 
 static cJSON *members_of(const char *ip)
 {
-    ukko_buf_t body;
-    ukko_buf_init(&body, 1 << 20);
-    int st = ut_http(ip, 8558, "GET", "/cluster/members", &body, 1000);
-    cJSON *j = st == 200 ? cJSON_Parse(body.data) : NULL;
-    ukko_buf_destroy(&body);
-    return j;
+    return ut_members(ip, 8558, 1000);
 }
 
 static bool ready(const char *ip)
@@ -183,56 +164,10 @@ static bool ready(const char *ip)
  * all Up, with one leader: one cluster. Else says what it saw. */
 static bool one_cluster(int n, char *seen, size_t seenlen)
 {
-    char leader[128] = "";
-    for (int i = 0; i < n; i++) {
-        if (!ready(ips[i])) {
-            snprintf(seen, seenlen, "%s is not ready", ips[i]);
-            return false;
-        }
-        cJSON *j = members_of(ips[i]);
-        if (!j) {
-            snprintf(seen, seenlen, "%s does not list members", ips[i]);
-            return false;
-        }
-        cJSON *ms = cJSON_GetObjectItem(j, "members");
-        bool ok = cJSON_GetArraySize(ms) == n;
-        if (!ok)
-            snprintf(seen, seenlen, "%s sees %d member(s), not %d", ips[i], cJSON_GetArraySize(ms),
-                     n);
-        for (int k = 0; ok && k < n; k++) {
-            char want[64];
-            snprintf(want, sizeof(want), "ukko://ukko@%s:7355", ips[k]);
-            bool found = false;
-            cJSON *m;
-            cJSON_ArrayForEach(m, ms)
-            {
-                if (!strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(m, "node")), want)) {
-                    found = true;
-                    if (strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(m, "status")), "Up")) {
-                        snprintf(seen, seenlen, "%s sees %s as %s", ips[i], want,
-                                 cJSON_GetStringValue(cJSON_GetObjectItem(m, "status")));
-                        ok = false;
-                    }
-                }
-            }
-            if (!found) {
-                snprintf(seen, seenlen, "%s does not list %s", ips[i], want);
-                ok = false;
-            }
-        }
-        const char *l = cJSON_GetStringValue(cJSON_GetObjectItem(j, "leader"));
-        if (ok && (!l || (*leader && strcmp(l, leader)))) {
-            snprintf(seen, seenlen, "%s has leader %s, another node %s", ips[i], l ? l : "none",
-                     leader);
-            ok = false;
-        }
-        if (ok)
-            snprintf(leader, sizeof(leader), "%s", l);
-        cJSON_Delete(j);
-        if (!ok)
-            return false;
-    }
-    return true;
+    const char *hosts[MAXP];
+    for (int i = 0; i < n; i++)
+        hosts[i] = ips[i];
+    return ut_one_cluster(hosts, n, seen, seenlen);
 }
 
 /* Set by the tests that start the processes themselves: restarts a node
@@ -242,14 +177,14 @@ static void (*restart_exited)(int n);
 
 static bool wait_one_cluster(int n, int timeout_ms, char *seen, size_t seenlen)
 {
-    int64_t end = now_ms() + timeout_ms;
+    int64_t end = ut_now_ms() + timeout_ms;
     do {
         if (one_cluster(n, seen, seenlen))
             return true;
         if (restart_exited)
             restart_exited(n);
         sleep_ms(100);
-    } while (now_ms() < end);
+    } while (ut_now_ms() < end);
     return false;
 }
 
@@ -348,7 +283,7 @@ static bool log_has(int i, const char *what)
 {
     char path[600];
     snprintf(path, sizeof(path), "%s/node-%s.log", em.dir, ips[i]);
-    char *text = th_read_file(path, NULL);
+    char *text = ut_slurp(path, NULL);
     bool has = text && strstr(text, what);
     free(text);
     return has;
@@ -359,7 +294,7 @@ static void start_api_only(void)
     /* A pod deleted with a grace period keeps its deletionTimestamp here
      * until the test removes it: nothing ends it by itself. */
     const char *args[] = {"--termination-delay-ms", "600000", NULL};
-    cr_assert_eq(th_emulator_start(&em, NULL, args), 0, "the emulator did not start");
+    cr_assert_eq(ut_emulator_start(&em, NULL, args), 0, "the emulator did not start");
     write_keyring();
 }
 
@@ -412,7 +347,7 @@ static void statefulset_forms_one_cluster(int n, int first)
         char pod[32];
         snprintf(pod, sizeof(pod), "ukko-%d", i);
         pod_log_path(pod, path, sizeof(path));
-        char *text = th_read_file(path, NULL);
+        char *text = ut_slurp(path, NULL);
         if (text && strstr(text, "forming a new cluster"))
             formed++;
         cr_expect(i == 0 || !text || !strstr(text, "forming a new cluster"),
@@ -422,8 +357,8 @@ static void statefulset_forms_one_cluster(int n, int first)
     cr_expect_eq(formed, 1, "exactly one node formed a cluster");
     /* Members ask the API nothing any more: the counts stay still. */
     emu_ctl((const char *[]){"reset-requests", NULL}, NULL);
-    int64_t end = now_ms() + 1500;
-    while (now_ms() < end) {
+    int64_t end = ut_now_ms() + 1500;
+    while (ut_now_ms() < end) {
         cr_assert_eq(pod_requests(), 0,
                      "a member neither lists nor watches the pods once it has joined");
         sleep_ms(250);
@@ -456,7 +391,7 @@ Test(bootstrap, a_pod_started_later_joins_the_cluster, .timeout = 180)
     pod_log_path("ukko-3", path, sizeof(path));
     log_tail(path, tail, sizeof(tail));
     cr_assert(ok, "the 4th pod joins the cluster: %s\nits log:\n%s", seen, tail);
-    char *text = th_read_file(path, NULL);
+    char *text = ut_slurp(path, NULL);
     cr_expect(text && strstr(text, "joining the existing cluster"),
               "it joins the existing cluster:\n%s", tail);
     cr_expect(text && !strstr(text, "forming a new cluster"), "it never forms its own:\n%s", tail);
@@ -474,7 +409,7 @@ static int terminated_exit_code(const char *pod)
     char path[300], *out = NULL;
     snprintf(path, sizeof(path), "/api/v1/namespaces/default/pods/%s", pod);
     const char *args[] = {"request", "GET", path, NULL};
-    if (th_emulator_ctl(&em, args, &out) != 0) {
+    if (ut_emulator_ctl(&em, args, &out) != 0) {
         free(out);
         return -2; /* gone */
     }
@@ -496,8 +431,8 @@ Test(bootstrap, sigterm_leaves_the_others_list_it_removed_and_stay_ready, .timeo
     cr_assert(wait_one_cluster(3, 60000, seen, sizeof(seen)), "3 form: %s", seen);
     scale(2); /* ukko-2 (127.0.0.142) gets SIGTERM */
     int code = -1;
-    int64_t end = now_ms() + 30000;
-    while (now_ms() < end && (code = terminated_exit_code("ukko-2")) == -1)
+    int64_t end = ut_now_ms() + 30000;
+    while (ut_now_ms() < end && (code = terminated_exit_code("ukko-2")) == -1)
         sleep_ms(100);
     char path[600], tail[3200];
     pod_log_path("ukko-2", path, sizeof(path));
@@ -510,7 +445,7 @@ Test(bootstrap, sigterm_leaves_the_others_list_it_removed_and_stay_ready, .timeo
         char pod[32];
         snprintf(pod, sizeof(pod), "ukko-%d", i);
         pod_log_path(pod, path, sizeof(path));
-        char *text = th_read_file(path, NULL);
+        char *text = ut_slurp(path, NULL);
         cr_expect(text && strstr(text, "member ukko://ukko@127.0.0.142:7355 is Removed"),
                   "%s lists the leaver Removed", pod);
         cr_expect(text && !strstr(text, "127.0.0.142:7355 is Down") &&
@@ -680,17 +615,17 @@ Test(bootstrap, api_unreachable_or_forbidden_keeps_trying_and_never_ready_alone,
     snprintf(mine, sizeof(mine), "%s/token-of-node-1", em.dir);
     char fpath[600];
     snprintf(fpath, sizeof(fpath), "%s/token-forbidden", em.dir);
-    forbidden = th_read_file(fpath, NULL);
+    forbidden = ut_slurp(fpath, NULL);
     cr_assert_not_null(forbidden);
-    cr_assert_eq(th_write_file(mine, forbidden), 0);
+    cr_assert_eq(ut_write_file(mine, forbidden), 0);
     free(forbidden);
     post_pod("ukko-1", ips[1], false);
     spawn(1, "ukko-1", mine, (const char *[]){"UKKO_CLUSTER_BOOTSTRAP_REQUIRED_CONTACT_POINT_NR=1",
                                              "UKKO_CLUSTER_BOOTSTRAP_STABLE_MARGIN=500ms", NULL});
     /* Both keep trying and say why; neither becomes ready meanwhile. */
-    int64_t end = now_ms() + 20000;
+    int64_t end = ut_now_ms() + 20000;
     bool said0 = false, said1 = false;
-    while (now_ms() < end && !(said0 && said1)) {
+    while (ut_now_ms() < end && !(said0 && said1)) {
         cr_assert_neq(ut_http(ips[0], 8558, "GET", "/ready", NULL, 1000), 200,
                       "no API: never ready alone");
         cr_assert_neq(ut_http(ips[1], 8558, "GET", "/ready", NULL, 1000), 200,
@@ -706,8 +641,8 @@ Test(bootstrap, api_unreachable_or_forbidden_keeps_trying_and_never_ready_alone,
     cr_expect(said1, "the log names the 403 (RBAC), and retries:\n%s", tail);
     /* The Role is fixed (here: the token): node 1 finds itself and, as
      * required-contact-point-nr 1 allows, forms. */
-    char *good = th_read_file(token, NULL);
-    cr_assert_eq(th_write_file(mine, good), 0);
+    char *good = ut_slurp(token, NULL);
+    cr_assert_eq(ut_write_file(mine, good), 0);
     free(good);
     cr_assert(ut_wait_status(ips[1], 8558, "/ready", 200, 60000),
               "once the API answers, the node that kept trying becomes a member");
@@ -748,7 +683,7 @@ Test(bootstrap, leave_and_down_are_operations_that_need_the_token, .timeout = 12
     start_api_only();
     char tokfile[600], points[200], tokenv[700];
     snprintf(tokfile, sizeof(tokfile), "%s/mgmt-token", em.dir);
-    cr_assert_eq(th_write_file(tokfile, "s3cret-of-the-operators\n"), 0);
+    cr_assert_eq(ut_write_file(tokfile, "s3cret-of-the-operators\n"), 0);
     snprintf(tokenv, sizeof(tokenv), "UKKO_MANAGEMENT_TOKEN_PATH=%s", tokfile);
     for (int i = 0; i < 3; i++)
         snprintf(ips[i], sizeof(ips[i]), "127.0.0.%d", 190 + i);
@@ -798,9 +733,9 @@ Test(bootstrap, leave_and_down_are_operations_that_need_the_token, .timeout = 12
              tokfile);
     cr_expect_eq(ukko_cli(args, &out), 0, "ukko down: %s", out.data);
     cr_expect(strstr(out.data, "Downing ukko://ukko@127.0.0.191:7355") != NULL, "%s", out.data);
-    int64_t end = now_ms() + 20000;
+    int64_t end = ut_now_ms() + 20000;
     char view[1024] = "";
-    while (now_ms() < end) {
+    while (ut_now_ms() < end) {
         view_of(ips[2], view, sizeof(view));
         if (strstr(view, "127.0.0.191:7355 Down") || !strstr(view, "127.0.0.191"))
             break;
@@ -821,8 +756,8 @@ Test(bootstrap, leave_and_down_are_operations_that_need_the_token, .timeout = 12
     node_log(2, tail, sizeof(tail));
     cr_expect_eq(code, 0, "the node asked to leave exits 0:\n%s", tail);
     cr_expect(strstr(tail, "left the cluster") != NULL, "after leaving in order:\n%s", tail);
-    end = now_ms() + 20000;
-    while (now_ms() < end) {
+    end = ut_now_ms() + 20000;
+    while (ut_now_ms() < end) {
         view_of(ips[0], view, sizeof(view));
         if (!strstr(view, "127.0.0.192"))
             break;

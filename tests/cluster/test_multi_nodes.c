@@ -28,35 +28,16 @@ static int base; /* 127.0.1.(base + i) */
 static int nnodes;
 static char key_a[64], key_b[64];
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void host_of(int i, char *out, size_t n)
 {
     snprintf(out, n, "127.0.1.%d", base + i);
 }
 
-static void write_keyring(const char *name, const char *key)
+static void write_keyring(const char *name, char *key, size_t keylen)
 {
     char path[512];
     snprintf(path, sizeof(path), "%s/%s", dir, name);
-    FILE *f = fopen(path, "w");
-    cr_assert(f, "write %s", path);
-    fprintf(f, "[\"%s\"]\n", key);
-    fclose(f);
-}
-
-static void make_key(char *out, size_t n)
-{
-    ukko_buf_t b;
-    ukko_buf_init(&b, 4096);
-    cr_assert_eq(ut_run("openssl rand -base64 32", NULL, &b), 0);
-    snprintf(out, n, "%.44s", b.data);
-    ukko_buf_destroy(&b);
+    cr_assert_eq(ut_keyring_write(path, key, keylen), 0, "a keyring at %s", path);
 }
 
 /* Starts node i (1-based) with keyring file `ring`. */
@@ -85,10 +66,8 @@ static void setup_range(int first)
     base = first;
     dir = ut_tempdir();
     cr_assert(dir);
-    make_key(key_a, sizeof(key_a));
-    make_key(key_b, sizeof(key_b));
-    write_keyring("ring-a.json", key_a);
-    write_keyring("ring-b.json", key_b);
+    write_keyring("ring-a.json", key_a, sizeof(key_a));
+    write_keyring("ring-b.json", key_b, sizeof(key_b));
 }
 
 static void teardown(void)
@@ -113,12 +92,7 @@ static cJSON *members(int i)
 {
     char host[32];
     host_of(i, host, sizeof(host));
-    ukko_buf_t body;
-    ukko_buf_init(&body, 1 << 20);
-    int st = ut_http(host, 8558, "GET", "/cluster/members", &body, 1000);
-    cJSON *j = st == 200 ? cJSON_Parse(body.data) : NULL;
-    ukko_buf_destroy(&body);
-    return j;
+    return ut_members(host, 8558, 1000);
 }
 
 /* Status of node `about` in node i's view ("" if absent, NULL on no answer). */
@@ -127,18 +101,7 @@ static const char *status_in(cJSON *j, int about, char *uid_out)
     char want[64], host[32];
     host_of(about, host, sizeof(host));
     snprintf(want, sizeof(want), "ukko://ukko@%s:7355", host);
-    cJSON *m;
-    cJSON_ArrayForEach(m, cJSON_GetObjectItem(j, "members"))
-    {
-        const char *node = cJSON_GetStringValue(cJSON_GetObjectItem(m, "node"));
-        if (node && !strcmp(node, want)) {
-            if (uid_out)
-                snprintf(uid_out, 33, "%s",
-                         cJSON_GetStringValue(cJSON_GetObjectItem(m, "nodeUid")));
-            return cJSON_GetStringValue(cJSON_GetObjectItem(m, "status"));
-        }
-    }
-    return "";
+    return ut_member_status(j, want, uid_out);
 }
 
 /* Polls until every running node lists every node in `who` (bitmask) as
@@ -146,7 +109,7 @@ static const char *status_in(cJSON *j, int about, char *uid_out)
 static bool wait_all(int n, unsigned who, const char *status, int timeout_ms, char *seen,
                      size_t seenlen)
 {
-    int64_t end = now_ms() + timeout_ms;
+    int64_t end = ut_now_ms() + timeout_ms;
     do {
         bool all = true;
         seen[0] = '\0';
@@ -175,7 +138,7 @@ static bool wait_all(int n, unsigned who, const char *status, int timeout_ms, ch
         if (all)
             return true;
         usleep(100 * 1000);
-    } while (now_ms() < end);
+    } while (ut_now_ms() < end);
     return false;
 }
 
@@ -242,10 +205,10 @@ Test(multi, sigstop_for_2s_kills_nobody, .init = setup3, .fini = teardown, .time
     kill(pids[2], SIGSTOP);
     /* The fault lasts 2 s; meanwhile and for 10 s after, no view may hold
      * anyone Down. */
-    int64_t resume = now_ms() + 2000, end = resume + 10000;
+    int64_t resume = ut_now_ms() + 2000, end = resume + 10000;
     bool resumed = false;
-    while (now_ms() < end) {
-        if (!resumed && now_ms() >= resume) {
+    while (ut_now_ms() < end) {
+        if (!resumed && ut_now_ms() >= resume) {
             kill(pids[2], SIGCONT);
             resumed = true;
         }
@@ -284,9 +247,9 @@ Test(multi, a_restart_on_the_same_address_replaces_the_old_incarnation, .init = 
     cr_assert(wait_all(4, 1u << 4, "Up", 30000, seen, sizeof(seen)), "node 4 Up again: %s",
               seen);
     /* every view holds the new uid, and only it */
-    int64_t end = now_ms() + 20000;
+    int64_t end = ut_now_ms() + 20000;
     bool ok = false;
-    while (!ok && now_ms() < end) {
+    while (!ok && ut_now_ms() < end) {
         ok = true;
         for (int i = 1; i <= 4 && ok; i++) {
             cJSON *v = members(i);
@@ -309,9 +272,9 @@ Test(multi, a_node_with_the_wrong_key_is_never_admitted, .init = setup5, .fini =
     char host[32];
     host_of(1, host, sizeof(host));
     /* Until node 1 has refused some of the intruder's packets... */
-    int64_t end = now_ms() + 20000;
+    int64_t end = ut_now_ms() + 20000;
     bool refused = false;
-    while (!refused && now_ms() < end) {
+    while (!refused && ut_now_ms() < end) {
         ukko_buf_t m;
         ukko_buf_init(&m, 1 << 20);
         if (ut_http(host, 8558, "GET", "/metrics", &m, 1000) == 200) {

@@ -2,7 +2,7 @@
  * documented, overrides from file and environment, and refusals that name
  * the key and what is allowed. */
 #include "discovery.h"
-#include "helpers.h"
+#include "ukko_test.h"
 
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -22,12 +22,12 @@ static void load(loaded_t *l, const char *json, char *const *env)
     cr_assert_eq(ukko_discovery_config_register(l->cfg, &l->dc), 0);
     char *dir = NULL, path[512] = "";
     if (json) {
-        dir = th_tempdir("ukko-disc-cfg");
+        dir = ut_tempdir();
         snprintf(path, sizeof(path), "%s/ukko.json", dir);
-        cr_assert_eq(th_write_file(path, json), 0);
+        cr_assert_eq(ut_write_file(path, json), 0);
     }
     l->problems = ukko_config_load(l->cfg, json ? path : NULL, env);
-    th_rmrf(dir);
+    ut_rmtree(dir);
     free(dir);
 }
 

@@ -2,18 +2,18 @@
  * the emulator serving every recorded response of ../shared/k8s-fixtures
  * (README.md there lists the cases), plus its failures (exit 1 and the cause
  * on stderr), a bad config (exit 2) and the static method. */
-#include "helpers.h"
+#include "ukko_test.h"
 
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static th_emulator_t em;
+static ut_emulator_t em;
 
 static void stop_emulator(void)
 {
-    th_emulator_stop(&em);
+    ut_emulator_stop(&em);
 }
 
 TestSuite(discover_cli, .fini = stop_emulator);
@@ -43,12 +43,12 @@ static run_t discover(const char *config_json, const char *const *extra)
     const char *argv[6] = {UKKO_BIN, "discover", "--once", NULL, NULL, NULL};
     if (config_json) {
         snprintf(cfgpath, sizeof(cfgpath), "%s/ukko.json", em.dir ? em.dir : "/tmp");
-        cr_assert_eq(th_write_file(cfgpath, config_json), 0);
+        cr_assert_eq(ut_write_file(cfgpath, config_json), 0);
         argv[3] = "--config";
         argv[4] = cfgpath;
     }
     run_t r = {0};
-    cr_assert_eq(th_run(argv, env, 60000, &r.out, &r.err, &r.code), 0, "could not run ukko");
+    cr_assert_eq(ut_exec(argv, env, 60000, &r.out, &r.err, &r.code), 0, "could not run ukko");
     return r;
 }
 
@@ -60,7 +60,7 @@ static void run_free(run_t *r)
 
 static const char *shared_or_skip(void)
 {
-    const char *dir = th_shared_fixtures();
+    const char *dir = ut_shared_fixtures();
     if (!dir)
         cr_skip("the recorded fixtures are not beside the checkout (%s): skipped",
                 UKKO_SOURCE_DIR "/../shared/k8s-fixtures");
@@ -72,7 +72,7 @@ static void serve_shared(const char *file, const char *ns)
     char path[1024];
     snprintf(path, sizeof(path), "%s/%s", shared_or_skip(), file);
     const char *extra[] = {"--namespace", ns, NULL};
-    cr_assert_eq(th_emulator_start(&em, path, extra), 0, "the emulator did not start");
+    cr_assert_eq(ut_emulator_start(&em, path, extra), 0, "the emulator did not start");
 }
 
 static void expect_line(const run_t *r, const char *want)
@@ -153,13 +153,13 @@ Test(discover_cli, pending_pod_without_ip_gives_none, .timeout = 180)
 Test(discover_cli, failures_exit_1_with_the_cause, .timeout = 180)
 {
     const char *extra[] = {"--namespace", "ukko", NULL};
-    cr_assert_eq(th_emulator_start(&em, UKKO_SOURCE_DIR "/tests/emulator/fixtures/statefulset-pods.json",
+    cr_assert_eq(ut_emulator_start(&em, UKKO_SOURCE_DIR "/tests/emulator/fixtures/statefulset-pods.json",
                                    extra),
                  0);
     char forbidden[900];
     snprintf(forbidden, sizeof(forbidden),
              "UKKO_DISCOVERY_KUBERNETES_API_API_TOKEN_PATH=%s/token-forbidden", em.dir);
-    /* th_run sets env in order: the later token path wins. */
+    /* ut_exec sets env in order: the later token path wins. */
     run_t r = discover(NULL, (const char *[]){forbidden, NULL});
     cr_expect_eq(r.code, 1, "a failed lookup exits 1, got %d", r.code);
     cr_expect_str_eq(r.out, "", "nothing on stdout when the lookup failed");
@@ -186,7 +186,7 @@ Test(discover_cli, static_method_needs_no_server, .timeout = 60)
                          "UKKO_DISCOVERY_STATIC_CONTACT_POINTS=127.0.0.55:8558,[::1]:8558", NULL};
     const char *argv[] = {UKKO_BIN, "discover", "--once", NULL};
     run_t r = {0};
-    cr_assert_eq(th_run(argv, env, 30000, &r.out, &r.err, &r.code), 0);
+    cr_assert_eq(ut_exec(argv, env, 30000, &r.out, &r.err, &r.code), 0);
     expect_line(&r, "{\"contact_points\":[{\"pod\":\"\",\"host\":\"127.0.0.55\",\"port\":8558},"
                     "{\"pod\":\"\",\"host\":\"::1\",\"port\":8558}]}");
     run_free(&r);

@@ -4,7 +4,7 @@
  * lookup, a callback may free the discovery, the refresh reports changes
  * only, and the metrics count what happened. */
 #include "discovery.h"
-#include "helpers.h"
+#include "ukko_test.h"
 
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -229,12 +229,12 @@ Test(discovery, unreadable_token_fails_the_lookup_from_the_loop, .timeout = 10)
 
 Test(discovery, refused_connection_is_a_connect_failure_and_retried, .timeout = 20)
 {
-    char *dir = th_tempdir("ukko-disc-t");
+    char *dir = ut_tempdir();
     char tok[600], ca[600], e1[700], e2[700];
     snprintf(tok, sizeof(tok), "%s/token", dir);
     snprintf(ca, sizeof(ca), "%s/ca.crt", dir);
-    th_write_file(tok, "abc\n");
-    th_write_file(ca, "not a certificate\n");
+    ut_write_file(tok, "abc\n");
+    ut_write_file(ca, "not a certificate\n");
     snprintf(e1, sizeof(e1), "UKKO_DISCOVERY_KUBERNETES_API_API_TOKEN_PATH=%s", tok);
     snprintf(e2, sizeof(e2), "UKKO_DISCOVERY_KUBERNETES_API_API_CA_PATH=%s", ca);
     char *env[] = {"UKKO_DISCOVERY_KUBERNETES_API_API_SERVER=https://127.0.0.90:1", e1, e2,
@@ -254,6 +254,6 @@ Test(discovery, refused_connection_is_a_connect_failure_and_retried, .timeout = 
     cr_expect_geq(fails, 3, "failed lookups are retried with backoff; saw %d", fails);
     cr_expect_eq(c.calls, 0, "failures never call on_change");
     teardown(&f);
-    th_rmrf(dir);
+    ut_rmtree(dir);
     free(dir);
 }

@@ -5,7 +5,7 @@
  * cut short or malformed, size caps, IPv6 and 10,000 pods. Each test starts
  * its own emulator and stops it, whatever the outcome. */
 #include "discovery.h"
-#include "helpers.h"
+#include "ukko_test.h"
 
 #include <criterion/criterion.h>
 #include <ev.h>
@@ -16,11 +16,11 @@
 #define EMU_FIXTURES UKKO_SOURCE_DIR "/tests/emulator/fixtures/"
 #define OWN UKKO_SOURCE_DIR "/tests/discovery/fixtures/"
 
-static th_emulator_t em;
+static ut_emulator_t em;
 
 static void stop_emulator(void)
 {
-    th_emulator_stop(&em);
+    ut_emulator_stop(&em);
 }
 
 /* ---------------------------------------------------------- the client */
@@ -142,13 +142,13 @@ static const char *const shop_ns[] = {"--namespace", "shop", NULL};
 
 static void start(const char *pods, const char *const *extra)
 {
-    cr_assert_eq(th_emulator_start(&em, pods, extra), 0, "the emulator did not start");
+    cr_assert_eq(ut_emulator_start(&em, pods, extra), 0, "the emulator did not start");
 }
 
 static void ctl(const char *a, const char *b)
 {
     const char *args[] = {a, b, NULL};
-    cr_assert_eq(th_emulator_ctl(&em, args, NULL), 0, "emulator ctl %s %s failed", a, b ? b : "");
+    cr_assert_eq(ut_emulator_ctl(&em, args, NULL), 0, "emulator ctl %s %s failed", a, b ? b : "");
 }
 
 /* -------------------------------------------------------------- tests */
@@ -157,7 +157,7 @@ TestSuite(k8s_api, .fini = stop_emulator);
 
 Test(k8s_api, recorded_pod_list_over_tls, .timeout = 120)
 {
-    const char *dir = th_shared_fixtures();
+    const char *dir = ut_shared_fixtures();
     char pods[1024];
     snprintf(pods, sizeof(pods), "%s/pods.json", dir ? dir : "");
     start(dir ? pods : OWN "shop-pods.json", dir ? NULL : shop_ns);
@@ -185,7 +185,7 @@ Test(k8s_api, http_errors_name_their_cause, .timeout = 120)
 
     char bad[900], forbidden[900], e1[1000], e2[1000];
     snprintf(bad, sizeof(bad), "%s/bad-token", em.dir);
-    th_write_file(bad, "not-a-token-the-server-knows\n");
+    ut_write_file(bad, "not-a-token-the-server-knows\n");
     snprintf(e1, sizeof(e1), "UKKO_DISCOVERY_KUBERNETES_API_API_TOKEN_PATH=%s", bad);
     outcome_t o = lookup_with((const char *[]){e1, NULL});
     cr_expect_eq(o.failure, UKKO_DISCOVERY_FAIL_UNAUTHORIZED, "401 expected: %s", o.error);
@@ -231,7 +231,7 @@ Test(k8s_api, wrong_ca_says_so, .timeout = 120)
                           "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key, "-out", crt,
                           "-days", "2", "-subj", "/CN=not-the-cluster-ca", NULL};
     int code = -1;
-    cr_assert_eq(th_run(argv, NULL, 30000, NULL, NULL, &code), 0);
+    cr_assert_eq(ut_exec(argv, NULL, 30000, NULL, NULL, &code), 0);
     cr_assert_eq(code, 0, "openssl could not make a CA");
     char e[1000];
     snprintf(e, sizeof(e), "UKKO_DISCOVERY_KUBERNETES_API_API_CA_PATH=%s", crt);
@@ -297,7 +297,7 @@ Test(k8s_api, token_rotated_mid_request_gets_401_then_one_retry, .timeout = 120)
     cr_expect_eq(o.n, 3);
     char *out = NULL;
     const char *args[] = {"requests", NULL};
-    cr_assert_eq(th_emulator_ctl(&em, args, &out), 0);
+    cr_assert_eq(ut_emulator_ctl(&em, args, &out), 0);
     cr_expect(out && strstr(out, "401"), "the emulator should have answered 401 once: %s",
               out ? out : "");
     free(out);

@@ -4,7 +4,7 @@
  * refresh asks nothing more), and the expected size read from the owning
  * StatefulSet (and what a 403 says). Each test starts its own emulator. */
 #include "discovery.h"
-#include "helpers.h"
+#include "ukko_test.h"
 
 #include <criterion/criterion.h>
 #include <ev.h>
@@ -12,11 +12,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-static th_emulator_t em;
+static ut_emulator_t em;
 
 static void stop_emulator(void)
 {
-    th_emulator_stop(&em);
+    ut_emulator_stop(&em);
 }
 
 TestSuite(k8s_watch, .fini = stop_emulator);
@@ -115,7 +115,7 @@ static void run_for(client_t *c, double seconds)
 
 static void ctl(const char *const *args)
 {
-    cr_assert_eq(th_emulator_ctl(&em, args, NULL), 0, "emulator ctl %s failed", args[0]);
+    cr_assert_eq(ut_emulator_ctl(&em, args, NULL), 0, "emulator ctl %s failed", args[0]);
 }
 
 /* Requests the emulator saw since the last reset: GET of path, lists (no
@@ -124,7 +124,7 @@ static int counted(const char *path, bool watches)
 {
     char *out = NULL;
     const char *args[] = {"requests", NULL};
-    cr_assert_eq(th_emulator_ctl(&em, args, &out), 0);
+    cr_assert_eq(ut_emulator_ctl(&em, args, &out), 0);
     cJSON *j = cJSON_Parse(out ? out : "");
     free(out);
     int n = 0;
@@ -159,7 +159,7 @@ static const char *running_pod(char *buf, size_t n, const char *name, const char
 
 Test(k8s_watch, a_refresh_lists_once_then_follows_the_watch, .timeout = 120)
 {
-    cr_assert_eq(th_emulator_start(&em, NULL, (const char *[]){"--generate-pods", "2", NULL}), 0);
+    cr_assert_eq(ut_emulator_start(&em, NULL, (const char *[]){"--generate-pods", "2", NULL}), 0);
     client_t c;
     client_new(&c, "token", NULL);
     changes_t ch = {0};
@@ -229,7 +229,7 @@ static expected_t expected_of(const char *token, const char *pod)
 
 Test(k8s_watch, the_expected_size_is_the_owning_statefulsets_replicas, .timeout = 120)
 {
-    cr_assert_eq(th_emulator_start(&em, NULL, (const char *[]){"--statefulset", "ukko=4", NULL}),
+    cr_assert_eq(ut_emulator_start(&em, NULL, (const char *[]){"--statefulset", "ukko=4", NULL}),
                  0);
     char pod[1024];
     ctl((const char *[]){"request", "POST", PODS, running_pod(pod, sizeof(pod), "ukko-1", "10.1.0.9"),

@@ -3,7 +3,7 @@
  * servers (../shared/k8s-fixtures/, when present beside the checkout), the
  * emulator's fixtures, and hand-made hostile bodies. */
 #include "discovery.h"
-#include "helpers.h"
+#include "ukko_test.h"
 
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -53,7 +53,7 @@ static parsed_t parse_file(const char *path, const char *port_name, const char *
                            int default_port, bool with_pod)
 {
     size_t len = 0;
-    char *text = th_read_file(path, &len);
+    char *text = ut_slurp(path, &len);
     cr_assert_not_null(text, "cannot read the fixture %s", path);
     /* Copy into an exact-size heap block: no NUL after it, so ASan catches a
      * parser that reads past the length it was given. */
@@ -272,7 +272,7 @@ Test(podlist, long_pod_name_or_ip_is_skipped, .timeout = 10)
 
 static const char *shared_or_skip(void)
 {
-    const char *dir = th_shared_fixtures();
+    const char *dir = ut_shared_fixtures();
     if (!dir)
         cr_skip("the recorded fixtures are not beside the checkout (%s): skipped",
                 UKKO_SOURCE_DIR "/../shared/k8s-fixtures");
@@ -334,7 +334,7 @@ Test(emulator_fixtures, every_expectation_of_expected_json, .timeout = 20)
     const char *dir = UKKO_SOURCE_DIR "/tests/emulator/fixtures";
     char path[1024];
     snprintf(path, sizeof(path), "%s/expected.json", dir);
-    char *text = th_read_file(path, NULL);
+    char *text = ut_slurp(path, NULL);
     if (!text)
         cr_skip("%s is absent: skipped", path);
     cJSON *root = cJSON_Parse(text);

@@ -1,4 +1,6 @@
-/* ukko_test.c: process and HTTP helpers for integration tests (see the header). */
+/* ukko_test.c: processes, raw HTTP, files and polling for the tests (see the
+ * header); the emulator's helpers are in emulator.c, the cluster's in
+ * cluster.c. Test process only. */
 #include "ukko_test.h"
 
 #include <arpa/inet.h>
@@ -13,6 +15,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -61,6 +64,23 @@ pid_t ut_spawn(const char *const argv[], const char *const env[], const char *lo
 static int64_t now_ms(void)
 {
     return ukko_now_ms();
+}
+
+int64_t ut_now_ms(void)
+{
+    return ukko_now_ms();
+}
+
+bool ut_wait_for(bool (*cond)(void *ud), void *ud, int timeout_ms, int interval_ms)
+{
+    int64_t deadline = now_ms() + timeout_ms;
+    for (;;) {
+        if (cond(ud))
+            return true;
+        if (now_ms() >= deadline)
+            return false;
+        usleep((useconds_t)(interval_ms > 0 ? interval_ms : 10) * 1000);
+    }
 }
 
 int ut_wait_exit(pid_t pid, int timeout_ms)
@@ -290,4 +310,149 @@ void ut_rmtree(const char *dir)
 {
     if (dir && !strncmp(dir, "/tmp/", 5))
         nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+char *ut_slurp(const char *path, size_t *len)
+{
+    ukko_buf_t b;
+    ukko_buf_init(&b, 0);
+    if (ut_read_file(path, &b) < 0) {
+        ukko_buf_destroy(&b);
+        return NULL;
+    }
+    if (!b.data && ukko_buf_append(&b, "", 0) < 0)
+        return NULL;
+    if (len)
+        *len = b.len;
+    return b.data ? b.data : strdup(""); /* the caller frees */
+}
+
+int ut_write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f)
+        return -errno;
+    size_t n = strlen(text);
+    int rc = fwrite(text, 1, n, f) == n ? 0 : -EIO;
+    if (fclose(f) != 0 && rc == 0)
+        rc = -errno;
+    return rc;
+}
+
+const char *ut_shared_fixtures(void)
+{
+#define SHARED_FIXTURES UKKO_SOURCE_DIR "/../shared/k8s-fixtures"
+    struct stat st;
+    return stat(SHARED_FIXTURES "/pods.json", &st) == 0 ? SHARED_FIXTURES : NULL;
+}
+
+/* Reads what is there from fd into *buf (growing, capped); false at EOF. */
+static bool drain(int fd, char **buf, size_t *len, size_t cap)
+{
+    char chunk[65536];
+    ssize_t n = read(fd, chunk, sizeof(chunk));
+    if (n <= 0)
+        return n < 0 && (errno == EINTR || errno == EAGAIN);
+    if (*len + (size_t)n > cap)
+        n = (ssize_t)(cap - *len);
+    char *b = realloc(*buf, *len + (size_t)n + 1);
+    if (!b)
+        return false;
+    memcpy(b + *len, chunk, (size_t)n);
+    *len += (size_t)n;
+    b[*len] = '\0';
+    *buf = b;
+    return true;
+}
+
+static void set_env(const char *const *env)
+{
+    for (const char *const *e = env; e && *e; e++) {
+        char name[256];
+        const char *eq = strchr(*e, '=');
+        if (!eq)
+            continue;
+        snprintf(name, sizeof(name), "%.*s", (int)(eq - *e), *e);
+        setenv(name, eq + 1, 1);
+    }
+}
+
+int ut_exec(const char *const *argv, const char *const *env, int timeout_ms, char **out,
+            char **err, int *exit_code)
+{
+    int po[2], pe[2];
+    if (pipe2(po, O_CLOEXEC) < 0)
+        return -1;
+    if (pipe2(pe, O_CLOEXEC) < 0) {
+        close(po[0]);
+        close(po[1]);
+        return -1;
+    }
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(127);
+        dup2(po[1], 1);
+        dup2(pe[1], 2);
+        int devnull = open("/dev/null", O_RDONLY);
+        if (devnull >= 0)
+            dup2(devnull, 0);
+        set_env(env);
+        execvp(argv[0], (char *const *)argv);
+        fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
+        _exit(127);
+    }
+    close(po[1]);
+    close(pe[1]);
+    char *o = calloc(1, 1), *e = calloc(1, 1);
+    size_t ol = 0, el = 0;
+    bool open_o = true, open_e = true, killed = false;
+    int64_t deadline = now_ms() + timeout_ms;
+    while (open_o || open_e) {
+        int64_t left = deadline - now_ms();
+        if (left <= 0 && !killed) {
+            kill(pid, SIGKILL);
+            killed = true;
+            deadline = now_ms() + 5000;
+            continue;
+        }
+        if (left <= 0)
+            break;
+        struct pollfd fds[2] = {{open_o ? po[0] : -1, POLLIN, 0}, {open_e ? pe[0] : -1, POLLIN, 0}};
+        if (poll(fds, 2, (int)(left > 1000 ? 1000 : left)) < 0 && errno != EINTR)
+            break;
+        if (open_o && (fds[0].revents & (POLLIN | POLLHUP)))
+            open_o = drain(po[0], &o, &ol, 64u << 20);
+        if (open_e && (fds[1].revents & (POLLIN | POLLHUP)))
+            open_e = drain(pe[0], &e, &el, 1u << 20);
+    }
+    close(po[0]);
+    close(pe[0]);
+    int status = 0;
+    if (!killed && waitpid(pid, &status, WNOHANG) == 0) {
+        /* output closed but the child lingers: give it the rest of the time */
+        while (waitpid(pid, &status, WNOHANG) == 0 && now_ms() < deadline)
+            poll(NULL, 0, 10);
+        if (waitpid(pid, &status, WNOHANG) == 0) {
+            kill(pid, SIGKILL);
+            killed = true;
+            waitpid(pid, &status, 0);
+        }
+    } else if (killed) {
+        waitpid(pid, &status, 0);
+    }
+    *exit_code = killed ? -1 : WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    if (out)
+        *out = o;
+    else
+        free(o);
+    if (err)
+        *err = e;
+    else
+        free(e);
+    return 0;
 }
