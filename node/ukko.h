@@ -331,8 +331,9 @@ typedef struct ukko_stop_task ukko_stop_task_t;
 typedef void (*ukko_stop_task_fn)(ukko_stop_task_t *task, void *ud);
 
 /* Adds a task to a phase; name (copied, up to 47 bytes) is what the logs
- * call it. ud is not owned. Returns 0, or UKKO_EINVAL (no such phase), or
- * UKKO_E2BIG when the node already holds 64 tasks (logged). */
+ * call it. ud is not owned. Returns 0, UKKO_EINVAL (no such phase, or one
+ * the stop under way has already reached), or UKKO_E2BIG when the node
+ * already holds 64 tasks (logged). */
 int ukko_node_add_stop_task(ukko_node_t *node, ukko_phase_t phase, const char *name,
                             ukko_stop_task_fn fn, void *ud);
 void ukko_stop_task_done(ukko_stop_task_t *task);
@@ -479,7 +480,9 @@ typedef struct ukko_app {
  * config. Defined by the ukko_program library (node/program.c), which lists
  * the modules and links every library. Main thread. */
 int ukko_main(int argc, char **argv, const ukko_app_t *app);
-/* Adds a built-in application (not copied), for `--app NAME`; before ukko_main. */
+/* Adds a built-in application (not copied), for `--app NAME`; before
+ * ukko_main. Returns 0, UKKO_EINVAL (no name, or a name taken) or UKKO_E2BIG
+ * (16 already). */
 int ukko_app_register(const ukko_app_t *app);
 
 /* ---- the host: what modules, applications and commands are given. */
