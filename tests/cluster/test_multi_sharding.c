@@ -241,11 +241,29 @@ static void wait_tables(int owner[SHARDS], int timeout_ms)
     }
 }
 
+/* The last lines of node i's log, for failure messages. */
+static void log_tail(int i, char *out, size_t outlen)
+{
+    char path[600];
+    snprintf(path, sizeof(path), "%s/node%d.log", dir, i);
+    ukko_buf_t b;
+    ukko_buf_init(&b, 1 << 24);
+    out[0] = '\0';
+    if (ut_read_file(path, &b) == 0) {
+        size_t from = b.len > outlen - 1 ? b.len - (outlen - 1) : 0;
+        snprintf(out, outlen, "%s", b.data + from);
+    }
+    ukko_buf_destroy(&b);
+}
+
 static void wait_ready(int i)
 {
-    char host[32];
+    char host[32], tail[2400];
     host_of(i, host, sizeof(host));
-    cr_assert(ut_wait_status(host, 8558, "/ready", 200, 30000), "node %d never ready", i);
+    if (!ut_wait_status(host, 8558, "/ready", 200, 30000)) {
+        log_tail(i, tail, sizeof(tail));
+        cr_assert_fail("node %d never ready; its log ends:\n%s", i, tail);
+    }
 }
 
 /* Node i tells IDS entities (ids prefix0 ...) `rounds` numbered messages each. */
