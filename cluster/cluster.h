@@ -312,6 +312,8 @@ typedef struct ukko_entity_type {
 typedef void (*ukko_shard_stopped_fn)(void *done_arg);
 typedef struct ukko_shard_hooks {
     int (*start)(void *ud, const char *type, int32_t shard);
+    /* Called once per start; a node downed during a hand-off lets the
+     * stop under way finish. done must come before the node is freed. */
     void (*stop)(void *ud, const char *type, int32_t shard, bool at_once,
                  ukko_shard_stopped_fn done, void *done_arg);
     void *ud;
@@ -331,7 +333,9 @@ int ukko_sharding_set_shards(ukko_sharding_t *s, const char *type, int32_t shard
  * buffered (bounded) while the shard has no owner or is handed off. Copies
  * data. Returns 0, UKKO_EAGAIN when the buffer is full (logged with the
  * type, shard and the key that raises the limit), UKKO_EINVAL for an unknown
- * type. Loop thread. */
+ * type. Loop thread; from any other thread (an entity's handler telling
+ * another entity) the tell is queued to the loop thread and 0 means queued
+ * (a full buffer there is logged and counted, not returned). */
 int ukko_entity_tell(ukko_sharding_t *s, const char *type, const char *id, size_t id_len,
                      uint32_t msg_type, const void *data, size_t len);
 

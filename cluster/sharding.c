@@ -926,6 +926,7 @@ int ukko_sharding_start(ukko_sharding_t *s)
 {
     cluster__mship_t *m = cluster__mship_of(s->c);
     s->self_ident = cluster__mship_self(m);
+    s->loop_thread = pthread_self(); /* the loop's: the start runs on it */
     sh__node_of(s, s->self_ident, &s->self);
     cluster__addr_format(&s->self.addr, s->self_name, sizeof(s->self_name));
     int rc = sh__entity_setup(s);
@@ -965,9 +966,11 @@ void ukko_sharding_stop_now(ukko_sharding_t *s)
             sh_shard_t *sh = &ty->sh[i];
             if (sh->state == R_NONE)
                 continue;
-            bool hook_running = sh->state != R_STOPPING || !sh->hook_done;
+            /* A feed already stopping for a hand-off finishes that stop: its
+             * stop is called once per start. */
+            bool feeding = sh->state == R_RUNNING || sh->state == R_FENCING;
             sh->state = R_NONE;
-            if (ty->has_hooks && ty->hooks.stop && hook_running)
+            if (ty->has_hooks && ty->hooks.stop && feeding)
                 ty->hooks.stop(ty->hooks.ud, ty->name, i, true, on_hook_stopped, sh);
             sh__entities_stop(sh, true);
         }
@@ -1033,6 +1036,10 @@ void ukko_sharding_free(ukko_sharding_t *s)
 int ukko_entity_tell(ukko_sharding_t *s, const char *type, const char *id, size_t id_len,
                      uint32_t msg_type, const void *data, size_t len)
 {
+    if (s->started && !pthread_equal(pthread_self(), s->loop_thread))
+        return msg_type >= UKKO_MSG_SYSTEM
+                   ? UKKO_EINVAL
+                   : sh__tell_queue(s, type, id, id_len, msg_type, data, len);
     sh_type_t *ty = sh__type(s, type);
     if (!ty || msg_type >= UKKO_MSG_SYSTEM || id_len > SH_MAX_ID ||
         len > (size_t)s->cfg->max_message_bytes)

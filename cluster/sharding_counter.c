@@ -4,7 +4,9 @@
  * P(K-1) N rounds of numbered messages from this node; every entity
  * records, per sender, what it received in a table of this process that
  * GET /counter/stats shows: count, first and last number, gaps, and "bad"
- * (a number at or below the last one: a duplicate or a reordering). Routes
+ * (a number at or below the last one: a duplicate or a reordering); with
+ * relay=1 each entity tells the message on to entity "<id>.r" from its
+ * handler, as entities talking to entities do. Routes
  * on the loop thread; handlers on dispatcher threads, meeting the routes
  * only at the table's mutex. */
 #include "sharding_runtime.h"
@@ -85,6 +87,15 @@ static int counter_handle(ukko_entity_ctx_t *ctx, void *state, const ukko_entity
         r->count++;
     }
     pthread_mutex_unlock(&mu);
+    if (m->type == 2) {
+        /* relay: the same message to entity "<id>.r", told from this
+         * handler's thread (queued to the loop thread) */
+        char rid[80];
+        int n2 = snprintf(rid, sizeof(rid), "%.*s.r", (int)(idlen < 60 ? idlen : 60), id);
+        ukko_sharding_t *s = ukko_cluster_sharding(ukko_host_module(the_host, "cluster"));
+        if (s && ukko_entity_tell(s, "counter", rid, (size_t)n2, 1, m->data, m->len) < 0)
+            return UKKO_EAGAIN;
+    }
     return 0;
 }
 
@@ -154,6 +165,7 @@ static void route_send(const ukko_http_request_t *req, ukko_http_response_t *res
     char prefix[32] = "e";
     query_str(req->query, "prefix", prefix, sizeof(prefix));
     long ids = query_num(req->query, "ids", 1), n = query_num(req->query, "n", 1);
+    uint32_t type = query_num(req->query, "relay", 0) ? 2 : 1;
     long sent = 0;
     for (long round = 0; round < n; round++)
         for (long i = 0; i < ids; i++) {
@@ -166,7 +178,7 @@ static void route_send(const ukko_http_request_t *req, ukko_http_response_t *res
             }
             int len = snprintf(msg, sizeof(msg), "%s %llu", self_name,
                                (unsigned long long)(*seq + 1));
-            int rc = ukko_entity_tell(s, "counter", id, strlen(id), 1, msg, (size_t)len);
+            int rc = ukko_entity_tell(s, "counter", id, strlen(id), type, msg, (size_t)len);
             if (rc < 0) {
                 ukko_http_reply(res, 503, "sent %ld; then %s\n", sent, ukko_strerror(rc));
                 return;

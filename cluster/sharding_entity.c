@@ -17,6 +17,13 @@
 
 #define SH_MSG_DELIVER 1u
 #define SH_MSG_DONE 2u
+#define SH_MSG_TELL 3u
+
+/* A tell from another thread: this header, the type name, the id, the data. */
+typedef struct sh_tell_hdr {
+    uint32_t msg_type;
+    uint32_t type_len, id_len, len;
+} sh_tell_hdr_t;
 
 /* What an entity actor is given at spawn (freed with the actor). */
 typedef struct ent_arg {
@@ -192,7 +199,24 @@ static void unlink_ent(sh_shard_t *sh, sh_entity_t *e)
 static int sink_handle(ukko_actor_ctx_t *ctx, void *state, const ukko_msg_t *msg)
 {
     (void)ctx;
-    (void)state;
+    if (msg->type == SH_MSG_TELL && msg->len >= sizeof(sh_tell_hdr_t)) {
+        sh_t *s = *(sh_t **)state;
+        sh_tell_hdr_t h;
+        memcpy(&h, msg->data, sizeof(h));
+        const char *p = (const char *)msg->data + sizeof(h);
+        char type[SH_MAX_NAME + 1];
+        if (s->freed || h.type_len > SH_MAX_NAME)
+            return 0;
+        memcpy(type, p, h.type_len);
+        type[h.type_len] = '\0';
+        int rc = ukko_entity_tell(s, type, p + h.type_len, h.id_len, h.msg_type,
+                                  p + h.type_len + h.id_len, h.len);
+        if (rc < 0 && rc != UKKO_EAGAIN) /* EAGAIN was logged and counted */
+            ukko_logf(UKKO_LOG_WARN, "sharding", UKKO_FIELDS(UKKO_FS("type", type)),
+                      "a tell to a %s entity made off the loop thread failed: %s", type,
+                      ukko_strerror(rc));
+        return 0;
+    }
     if (msg->type != SH_MSG_DONE || msg->len != sizeof(sh_done_t))
         return 0;
     sh_done_t c;
@@ -212,10 +236,17 @@ static int sink_handle(ukko_actor_ctx_t *ctx, void *state, const ukko_msg_t *msg
     return 0;
 }
 
+static int sink_init(ukko_actor_ctx_t *ctx, void *state, void *arg)
+{
+    (void)ctx;
+    *(sh_t **)state = arg;
+    return 0;
+}
+
 int sh__entity_setup(sh_t *s)
 {
-    ukko_behaviour_t b = {0, NULL, sink_handle, NULL};
-    ukko_spawn_opts_t o = {.name = "sharding-completions", .dispatcher = "loop"};
+    ukko_behaviour_t b = {sizeof(sh_t *), sink_init, sink_handle, NULL};
+    ukko_spawn_opts_t o = {.name = "sharding-completions", .dispatcher = "loop", .arg = s};
     int rc = ukko_actor_spawn(s->sys, &b, &o, &s->sink);
     if (rc < 0)
         ukko_logf(UKKO_LOG_ERROR, "sharding", UKKO_FIELDS(UKKO_FS("error", ukko_strerror(rc))),
@@ -400,4 +431,27 @@ void sh__passivate(sh_t *s, int64_t now)
                 }
         }
     }
+}
+
+int sh__tell_queue(sh_t *s, const char *type, const char *id, size_t id_len, uint32_t msg_type,
+                   const void *data, size_t len)
+{
+    size_t tl = strlen(type);
+    if (tl > SH_MAX_NAME || id_len > SH_MAX_ID || len > (size_t)s->cfg->max_message_bytes)
+        return UKKO_EINVAL;
+    size_t n = sizeof(sh_tell_hdr_t) + tl + id_len + len;
+    unsigned char *buf = malloc(n);
+    if (!buf)
+        return UKKO_ENOMEM;
+    sh_tell_hdr_t h = {msg_type, (uint32_t)tl, (uint32_t)id_len, (uint32_t)len};
+    memcpy(buf, &h, sizeof(h));
+    memcpy(buf + sizeof(h), type, tl);
+    memcpy(buf + sizeof(h) + tl, id, id_len);
+    if (len)
+        memcpy(buf + sizeof(h) + tl + id_len, data, len);
+    ukko_send_t m = {SH_MSG_TELL, buf, n, free, NULL, NULL};
+    int rc = ukko_actor_tell(s->sink, &m);
+    if (rc < 0)
+        free(buf);
+    return rc;
 }

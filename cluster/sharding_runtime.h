@@ -9,6 +9,7 @@
 #include "runtime.h"
 #include "sharding_internal.h"
 
+#include <pthread.h>
 #include <stdatomic.h>
 
 typedef struct sh_link sh_link_t;
@@ -109,7 +110,8 @@ struct ukko_sharding {
     int64_t going_away_sent;
     ukko_stop_task_t *stop_task;
     ukko_cluster_sub_t *sub;
-    ukko_actor_t *sink; /* completions, on the loop thread */
+    ukko_actor_t *sink; /* completions and tells from other threads, on the loop thread */
+    pthread_t loop_thread;
     size_t nheld;       /* tells held, all shards */
     int64_t next_passivate, last_full_log;
     /* counters */
@@ -137,6 +139,9 @@ int sh__deliver(sh_shard_t *sh, const char *id, size_t id_len, uint32_t msg_type
 /* Stops every entity of the shard (they must be idle unless force). */
 void sh__entities_stop(sh_shard_t *sh, bool force);
 void sh__passivate(sh_t *s, int64_t now);
+/* A tell made off the loop thread: queued to the sink actor. */
+int sh__tell_queue(sh_t *s, const char *type, const char *id, size_t id_len, uint32_t msg_type,
+                   const void *data, size_t len);
 
 /* sharding_link.c */
 int sh__link_send(sh_t *s, const cluster__addr_t *to, const uint8_t *body, size_t n);

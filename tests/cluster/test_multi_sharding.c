@@ -279,6 +279,56 @@ static void send_ids(int i, const char *prefix, int rounds)
     ukko_buf_destroy(&b);
 }
 
+/* Node i tells entities q0 ... `rounds` messages each that they relay on to
+ * q0.r ... from their handlers (a tell from a dispatcher thread). */
+static void send_relayed(int i, int rounds)
+{
+    char host[32], path[128];
+    host_of(i, host, sizeof(host));
+    snprintf(path, sizeof(path), "/counter/send?prefix=q&ids=%d&n=%d&relay=1", IDS, rounds);
+    ukko_buf_t b;
+    ukko_buf_init(&b, 4096);
+    int st = ut_http(host, 8558, "POST", path, &b, 5000);
+    cr_assert_eq(st, 200, "node %d: POST %s answered %d: %s", i, path, st, b.data);
+    ukko_buf_destroy(&b);
+}
+
+/* Every message to qN reached qN.r too, once and in order per sender. */
+static bool relayed(int expect_per_id, char *seen, size_t seenlen)
+{
+    double got[IDS] = {0};
+    for (int at = 0; at < MAXN; at++) {
+        if (!alive(at))
+            continue;
+        cJSON *st = get_json(at, "/counter/stats");
+        if (!st) {
+            snprintf(seen, seenlen, "no stats from node %d", at);
+            return false;
+        }
+        cJSON *row;
+        cJSON_ArrayForEach(row, cJSON_GetObjectItem(st, "rows"))
+        {
+            const char *id = cJSON_GetStringValue(cJSON_GetObjectItem(row, "id"));
+            int k;
+            char tail[8] = "";
+            if (sscanf(id, "q%d%7s", &k, tail) != 2 || strcmp(tail, ".r") || k < 0 || k >= IDS)
+                continue;
+            cr_assert_eq(cJSON_GetNumberValue(cJSON_GetObjectItem(row, "bad")), 0,
+                         "relayed entity %s saw a duplicate or a reordering", id);
+            got[k] += cJSON_GetNumberValue(cJSON_GetObjectItem(row, "count"));
+        }
+        cJSON_Delete(st);
+    }
+    for (int k = 0; k < IDS; k++) {
+        cr_assert_leq(got[k], expect_per_id, "q%d.r got %g of %d", k, got[k], expect_per_id);
+        if (got[k] < expect_per_id) {
+            snprintf(seen, seenlen, "q%d.r has %g of %d", k, got[k], expect_per_id);
+            return false;
+        }
+    }
+    return true;
+}
+
 static void send_from(int i, int rounds)
 {
     send_ids(i, "e", rounds);
@@ -389,6 +439,15 @@ Test(multi_sharding, tells_join_and_graceful_leave, .init = setup, .fini = teard
         for (int i = 0; i < 3; i++)
             send_from(i, 5);
     wait_delivered(30000);
+    /* entities telling entities, from their handlers' threads */
+    for (int i = 0; i < 3; i++)
+        send_relayed(i, 4);
+    char rseen[300] = "";
+    int64_t rend = now_ms() + 30000;
+    while (!relayed(3 * 4, rseen, sizeof(rseen))) {
+        cr_assert_lt(now_ms(), rend, "relayed tells not all delivered: %s", rseen);
+        usleep(200 * 1000);
+    }
 
     /* a fourth node joins while tells flow: it gets its share, few move */
     start_node(3);
