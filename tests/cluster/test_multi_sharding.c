@@ -27,6 +27,7 @@
 #define IDS 24
 
 static char *dir;
+static const char *extra_env; /* one more "K=V" for the nodes a test starts, or NULL */
 static pid_t pids[MAXN];
 static bool left[MAXN]; /* stopped in order: its stats are in its file */
 
@@ -60,6 +61,7 @@ static void start_node(int i)
                          "UKKO_LOG_FORMAT=text",
                          /* a paused node is downed sooner (the shipped default is 7s) */
                          "UKKO_CLUSTER_SPLIT_BRAIN_RESOLVER_STABLE_AFTER=2s",
+                         extra_env,
                          NULL};
     const char *argv[] = {UKKO_BIN, "run", "--app", "counter", NULL};
     pids[i] = ut_spawn(argv, env, logp);
@@ -85,6 +87,7 @@ static void setup(void)
 
 static void teardown(void)
 {
+    extra_env = NULL;
     for (int i = 0; i < MAXN; i++)
         if (pids[i] > 0) {
             kill(pids[i], SIGKILL);
@@ -260,7 +263,7 @@ static void wait_ready(int i)
 {
     char host[32], tail[2400];
     host_of(i, host, sizeof(host));
-    if (!ut_wait_status(host, 8558, "/ready", 200, 30000)) {
+    if (!ut_wait_status(host, 8558, "/ready", 200, 60000)) {
         log_tail(i, tail, sizeof(tail));
         cr_assert_fail("node %d never ready; its log ends:\n%s", i, tail);
     }
@@ -566,4 +569,48 @@ Test(multi_sharding, a_downed_node_stops_its_shards_and_exits_non_zero, .init = 
     cr_expect(strstr(b.data, "this node was downed") != NULL,
               "the downed node says why it stops");
     ukko_buf_destroy(&b);
+}
+
+/* The value of an unlabelled or singly labelled sample in node i's /metrics,
+ * or -1. */
+static double metric(int i, const char *sample)
+{
+    char host[32];
+    host_of(i, host, sizeof(host));
+    ukko_buf_t b;
+    ukko_buf_init(&b, 1 << 22);
+    double v = -1;
+    if (ut_http(host, 8558, "GET", "/metrics", &b, 3000) == 200) {
+        for (char *line = strtok(b.data, "\n"); line; line = strtok(NULL, "\n")) {
+            size_t n = strlen(sample);
+            if (!strncmp(line, sample, n) && line[n] == ' ')
+                v = strtod(line + n + 1, NULL);
+        }
+    }
+    ukko_buf_destroy(&b);
+    return v;
+}
+
+Test(multi_sharding, idle_entities_are_passivated_and_come_back, .init = setup,
+     .fini = teardown, .timeout = 120)
+{
+    extra_env = "UKKO_CLUSTER_SHARDING_PASSIVATE_IDLE_TIMEOUT=500ms";
+    start_node(0); /* alone: the first seed forms the cluster */
+    wait_ready(0);
+    int owner[SHARDS];
+    wait_tables(owner, 30000);
+    send_from(0, 2);
+    wait_delivered(30000);
+    /* idle past the timeout: every entity stopped */
+    int64_t end = now_ms() + 30000;
+    double live;
+    while ((live = metric(0, "ukko_sharding_entities{type=\"counter\"}")) != 0) {
+        cr_assert_lt(now_ms(), end, "entities still live after the idle timeout: %g", live);
+        usleep(100 * 1000);
+    }
+    /* a message starts its entity again, and it is handled */
+    send_from(0, 1);
+    wait_delivered(30000);
+    cr_expect_gt(metric(0, "ukko_sharding_entities{type=\"counter\"}"), 0);
+    cr_expect_eq(metric(0, "ukko_sharding_shards{type=\"counter\"}"), SHARDS);
 }
