@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <linux/errqueue.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -264,6 +265,14 @@ static void handle_frame(rt_conn_t *k, const uint8_t *body, size_t n)
             ev_timer_stop(c->loop, &k->timer);
             k->stage = C_DRAINING;
             k->stream = true;
+            /* No timer watches it any more: a peer whose host vanished
+             * without a FIN is found by keepalive (about a minute), so
+             * dead links never fill the connection cap. */
+            int one = 1, idle = 30, intvl = 10, cnt = 3;
+            (void)setsockopt(k->fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+            (void)setsockopt(k->fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+            (void)setsockopt(k->fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
+            (void)setsockopt(k->fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
         }
         cluster__sharding_frame(c, body, n);
         return;
