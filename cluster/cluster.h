@@ -250,7 +250,9 @@ int ukko_sharding_start(ukko_sharding_t *s);
 /* Stops every shard at once (hooks.stop with at_once) and every entity;
  * no hand-off. What a downed node does; safe to call twice. */
 void ukko_sharding_stop_now(ukko_sharding_t *s);
-/* Releases everything; after the loop ended or before the start. */
+/* Releases everything; after the loop ended and the actor system stopped
+ * (entities may still be handling messages until then), or before the
+ * start. */
 void ukko_sharding_free(ukko_sharding_t *s);
 /* Shards of type running on this node now (for tests and apps), or < 0. */
 int ukko_sharding_local_count(const ukko_sharding_t *s, const char *type);

@@ -28,6 +28,9 @@ typedef struct sh_tell_hdr {
 /* What an entity actor is given at spawn (freed with the actor). */
 typedef struct ent_arg {
     sh_type_t *ty;
+    /* copied: an actor's free may run after the sharding is gone */
+    void (*state_free)(void *state, void *ud);
+    void *ud;
     size_t id_len;
     char id[];
 } ent_arg_t;
@@ -113,8 +116,8 @@ static void ent_free(void *state, void *arg)
 {
     (void)arg;
     ent_state_t *st = state;
-    if (st->a && st->a->ty->t.state_free)
-        st->a->ty->t.state_free(st->user, st->a->ty->t.ud);
+    if (st->a && st->a->state_free)
+        st->a->state_free(st->user, st->a->ud);
 }
 
 static int ent_handle(ukko_actor_ctx_t *ctx, void *state, const ukko_msg_t *msg)
@@ -314,6 +317,8 @@ static int spawn(sh_shard_t *sh, const char *id, size_t len, sh_entity_t **out)
         return UKKO_ENOMEM;
     }
     a->ty = ty;
+    a->state_free = ty->t.state_free;
+    a->ud = ty->t.ud;
     a->id_len = len;
     memcpy(a->id, id, len);
     a->id[len] = '\0';
