@@ -73,7 +73,11 @@ void cluster__env_send(void *ud, const cluster__addr_t *to, const uint8_t *body,
 void cluster__env_sync(void *ud, const cluster__addr_t *to, const uint8_t *req, size_t n);
 
 /* sharding.c: a sharding frame (kinds SH_KIND_FIRST..SH_KIND_LAST) arrived
- * on an inbound stream connection, opened. */
-void cluster__sharding_frame(ukko_cluster_t *c, const uint8_t *body, size_t n);
+ * on an inbound stream connection, opened. Returns the sequence number to
+ * acknowledge to its sender (0: none), which the transport writes back on
+ * that connection as the body cluster__sharding_ack_body makes (into out,
+ * cap bytes; returns its length, 0 when there is no sharding). */
+uint64_t cluster__sharding_frame(ukko_cluster_t *c, const uint8_t *body, size_t n);
+size_t cluster__sharding_ack_body(ukko_cluster_t *c, uint64_t seq, uint8_t *out, size_t cap);
 
 #endif

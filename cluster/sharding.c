@@ -635,13 +635,73 @@ static void on_tell(sh_t *s, const sh_frame_t *f)
     flush_held(sh);
 }
 
-void sh__on_frame(sh_t *s, const uint8_t *body, size_t n)
+static struct sh_peer *peer_of(sh_t *s, const ukko_wire_hdr_t *h)
+{
+    for (size_t i = 0; i < s->npeers; i++)
+        if (cluster__addr_eq(&s->peers[i].addr, &h->from) &&
+            !memcmp(s->peers[i].uid, h->uid, CLUSTER__UID_LEN))
+            return &s->peers[i];
+    if (s->npeers == s->peercap) {
+        size_t cap = s->peercap ? s->peercap * 2 : 16;
+        struct sh_peer *p = realloc(s->peers, cap * sizeof(*p));
+        if (!p)
+            return NULL;
+        s->peers = p;
+        s->peercap = cap;
+    }
+    struct sh_peer *p = &s->peers[s->npeers++];
+    memset(p, 0, sizeof(*p));
+    p->addr = h->from;
+    memcpy(p->uid, h->uid, CLUSTER__UID_LEN);
+    return p;
+}
+
+/* Senders not heard from for 10 minutes are forgotten: their process is
+ * gone (a new one has a new uid). */
+static void peers_prune(sh_t *s, int64_t now)
+{
+    for (size_t i = 0; i < s->npeers;) {
+        if (now - s->peers[i].seen > 600000) {
+            s->peers[i] = s->peers[--s->npeers];
+            continue;
+        }
+        i++;
+    }
+}
+
+static void on_body(sh_t *s, const uint8_t *body, size_t n);
+
+uint64_t sh__on_frame(sh_t *s, const uint8_t *body, size_t n)
+{
+    sh_frame_t f;
+    if (s->freed)
+        return 0;
+    if (n >= 1 && body[0] != UKKO_WIRE_SH_SEQ) {
+        on_body(s, body, n); /* from this node itself */
+        return 0;
+    }
+    if (sh_decode(body, n, &f) < 0) {
+        s->frames_bad++;
+        return 0;
+    }
+    struct sh_peer *p = peer_of(s, &f.hdr);
+    if (!p)
+        return 0;
+    p->seen = ukko_now_ms();
+    if (f.version <= p->last) {
+        s->frames_dup++; /* written again after a broken connection: had it */
+        return p->last;
+    }
+    p->last = f.version;
+    on_body(s, f.inner, f.inner_len);
+    return p->last;
+}
+
+static void on_body(sh_t *s, const uint8_t *body, size_t n)
 {
     sh_frame_t f;
     s->frames_in++;
-    if (s->freed)
-        return;
-    if (sh_decode(body, n, &f) < 0) {
+    if (sh_decode(body, n, &f) < 0 || f.kind == UKKO_WIRE_SH_SEQ || f.kind == UKKO_WIRE_SH_ACK) {
         s->frames_bad++;
         return;
     }
@@ -733,6 +793,7 @@ static void run(sh_t *s)
         sh__passivate(s, now);
         s->next_passivate = now + 1000;
         sh__links_prune(s);
+        peers_prune(s, now);
     }
 }
 
@@ -783,10 +844,27 @@ static void on_member_event(const ukko_cluster_event_t *ev, void *ud)
 
 /* ------------------------------------------------------------- public */
 
-void cluster__sharding_frame(ukko_cluster_t *c, const uint8_t *body, size_t n)
+uint64_t cluster__sharding_frame(ukko_cluster_t *c, const uint8_t *body, size_t n)
 {
     if (c->sharding && c->sharding->started)
-        sh__on_frame(c->sharding, body, n);
+        return sh__on_frame(c->sharding, body, n);
+    return 0;
+}
+
+size_t cluster__sharding_ack_body(ukko_cluster_t *c, uint64_t seq, uint8_t *out, size_t cap)
+{
+    sh_t *s = c->sharding;
+    if (!s || !s->started)
+        return 0;
+    ukko_buf_t b;
+    ukko_buf_init(&b, cap);
+    sh_put_header(&b, UKKO_WIRE_SH_ACK, &s->self, 0);
+    sh_put_u64(&b, seq);
+    size_t n = b.len <= cap ? b.len : 0;
+    if (n)
+        memcpy(out, b.data, n);
+    ukko_buf_destroy(&b);
+    return n;
 }
 
 int ukko_sharding_new(ukko_cluster_t *c, ukko_actor_system_t *sys, ukko_sharding_t **out)
@@ -1025,6 +1103,7 @@ void ukko_sharding_free(ukko_sharding_t *s)
         s->lhead = next;
     }
     sh__links_free(s);
+    free(s->peers);
     shard__co_free(s->co);
     if (s->c && s->c->sharding == s)
         s->c->sharding = NULL;

@@ -187,6 +187,11 @@ void sh__metrics(ukko_buf_t *out, void *ud)
                      (double)s->handoff_ms_sum / 1000.0);
     ukko_prom_sample(out, "ukko_sharding_handoff_seconds_count", NULL, NULL, 0,
                      (double)s->handoffs);
+    ukko_prom_family(out, "ukko_sharding_frames_duplicate_total", "counter",
+                     "Frames a member wrote again after a broken connection, which this node "
+                     "already had (dropped).");
+    ukko_prom_sample(out, "ukko_sharding_frames_duplicate_total", NULL, NULL, 0,
+                     (double)s->frames_dup);
     ukko_prom_family(out, "ukko_sharding_frames_bad_total", "counter",
                      "Sharding frames that opened under the keyring but did not decode.");
     ukko_prom_sample(out, "ukko_sharding_frames_bad_total", NULL, NULL, 0,

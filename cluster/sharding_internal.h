@@ -37,10 +37,18 @@ enum {
     UKKO_WIRE_SH_TELL = 22,     /* type, shard u32, hop u8, msg type u32, id len u16 + bytes,
                                  * traceparent len u8 + bytes, data len u32 + bytes */
     UKKO_WIRE_SH_FENCE = 23,    /* type, shard u32: "nothing more of mine for it" */
-    UKKO_WIRE_SH_REFUSED = 24   /* type, shard u32: its start hook refused it */
+    UKKO_WIRE_SH_REFUSED = 24,  /* type, shard u32: its start hook refused it */
+    /* The link layer: every frame on a link travels inside a SEQ (numbered
+     * per link from 1) and stays queued until an ACK covers it, so a link
+     * that breaks while both ends live loses nothing: the sender writes
+     * the unacknowledged again on its next connection, the receiver drops
+     * what it already had. */
+    UKKO_WIRE_SH_SEQ = 25,      /* seq u64, then one whole sharding body (not SEQ or ACK) */
+    UKKO_WIRE_SH_ACK = 26       /* seq u64: every SEQ up to it arrived; written back on the
+                                 * link's own connection */
 };
 #define SH_KIND_FIRST UKKO_WIRE_SH_TABLE
-#define SH_KIND_LAST UKKO_WIRE_SH_REFUSED
+#define SH_KIND_LAST UKKO_WIRE_SH_ACK
 _Static_assert((int)UKKO_WIRE_WATCH < (int)SH_KIND_FIRST, "sharding kinds follow the membership's");
 
 #define SH_NODE_BYTES (16 + 2 + CLUSTER__UID_LEN)
@@ -76,6 +84,8 @@ typedef struct sh_frame {
     char traceparent[SH_TRACEPARENT_LEN + 1];
     const uint8_t *data;
     uint32_t len;
+    const uint8_t *inner; /* SEQ: the body it carries (decode it on its own) */
+    size_t inner_len;
 } sh_frame_t;
 
 /* Decodes a whole opened body; checks every field and every array entry

@@ -1,12 +1,14 @@
 /* sharding_link.c: this node's long-lived TCP connection to each member it
  * sends sharding frames to (tables, hand-offs, reports, tells): frames are
- * sealed with the cluster keyring like state sync and written in the order
- * they were sent, so a fence follows the tells before it. The peer's
- * listener is the membership's (transport_ev.c), which keeps the
- * connection once its first frame is a sharding kind. Loop thread only.
- * Invariants: a frame is written whole or, when the connection breaks in
- * its middle, again whole on the next one; a queue is capped, and a link to
- * a member that is gone is dropped with what it held (counted). */
+ * numbered (SEQ), sealed with the cluster keyring like state sync and
+ * written in the order they were sent, so a fence follows the tells before
+ * it. The peer's listener is the membership's (transport_ev.c), which keeps
+ * the connection once its first frame is a sharding kind and writes ACKs
+ * back on it. Loop thread only. Invariants: a frame stays queued until an
+ * ACK covers it, and a new connection starts with the oldest one not
+ * covered (the receiver drops what it already had), so nothing is lost
+ * while both ends live; a queue is capped, and a link to a member that is
+ * gone is dropped with what it held (counted). */
 #include "sharding_runtime.h"
 
 #include <stdlib.h>
@@ -23,8 +25,12 @@ struct sh_link {
     int state;
     ev_io io;
     ev_timer retry;
-    ukko_buf_t out; /* whole frames: u32 length + sealed body */
-    size_t off;     /* bytes of out written on this connection */
+    ukko_buf_t out;    /* whole frames not yet acknowledged: u32 length + sealed body */
+    size_t off;        /* bytes of out written on this connection */
+    uint64_t next_seq; /* of the next frame queued */
+    uint64_t base_seq; /* of the first frame in out */
+    ukko_buf_t in;     /* what the peer wrote back: ACK frames */
+    bool full_logged;
     int64_t last_used;
     int64_t backoff_ms;
     sh_link_t *next;
@@ -38,19 +44,62 @@ static void link_close(sh_link_t *l)
         l->fd = -1;
     }
     l->state = L_IDLE;
-    /* Frames written whole are gone with the connection (sent); a frame cut
-     * in the middle goes again whole. */
+    /* Whatever no ACK covered goes again, whole, on the next connection. */
+    l->off = 0;
+    ukko_buf_reset(&l->in);
+}
+
+static size_t frame_len_at(const ukko_buf_t *b, size_t pos)
+{
+    const uint8_t *p = (const uint8_t *)b->data + pos;
+    return 4 + ((size_t)p[0] << 24 | (size_t)p[1] << 16 | (size_t)p[2] << 8 | p[3]);
+}
+
+/* The peer has every frame up to seq: they leave the queue. */
+static void link_acked(sh_link_t *l, uint64_t seq)
+{
     size_t pos = 0;
-    const uint8_t *p = (const uint8_t *)l->out.data;
-    while (pos + 4 <= l->out.len) {
-        size_t flen = 4 + ((size_t)p[pos] << 24 | (size_t)p[pos + 1] << 16 |
-                           (size_t)p[pos + 2] << 8 | p[pos + 3]);
-        if (pos + flen > l->off)
+    while (l->base_seq <= seq && pos + 4 <= l->out.len) {
+        size_t flen = frame_len_at(&l->out, pos);
+        if (pos + flen > l->out.len)
             break;
         pos += flen;
+        l->base_seq++;
     }
     ukko_buf_consume(&l->out, pos);
-    l->off = 0;
+    l->off = l->off > pos ? l->off - pos : 0;
+    l->backoff_ms = 0;
+    l->full_logged = false;
+}
+
+/* ACK frames the peer wrote back on this connection. */
+static bool read_acks(sh_link_t *l)
+{
+    ukko_cluster_t *c = l->s->c;
+    for (;;) {
+        char buf[4096];
+        ssize_t n = recv(l->fd, buf, sizeof(buf), MSG_DONTWAIT);
+        if (n == 0)
+            return false;
+        if (n < 0)
+            return errno == EAGAIN || errno == EWOULDBLOCK;
+        if (ukko_buf_append(&l->in, buf, (size_t)n) < 0)
+            return false;
+        while (l->in.len >= 4) {
+            size_t flen = frame_len_at(&l->in, 0);
+            if (flen - 4 > 4096 || flen - 4 < sizeof(ukko_wire_envelope_t))
+                return false; /* no ACK is that size: a broken stream */
+            if (l->in.len < flen)
+                break;
+            uint8_t body[4096];
+            int bl = cluster__open(&c->keyring, c->cc->name, (const uint8_t *)l->in.data + 4,
+                                   flen - 4, body, sizeof(body));
+            ukko_buf_consume(&l->in, flen);
+            sh_frame_t f;
+            if (bl > 0 && sh_decode(body, (size_t)bl, &f) == 0 && f.kind == UKKO_WIRE_SH_ACK)
+                link_acked(l, f.version);
+        }
+    }
 }
 
 static void link_connect(sh_link_t *l);
@@ -89,10 +138,8 @@ static void link_write(sh_link_t *l)
             return;
         }
         l->off += (size_t)n;
-        l->backoff_ms = 0;
     }
-    ukko_buf_reset(&l->out);
-    l->off = 0;
+    /* All written; it stays queued until acknowledged. */
     ev_io_stop(l->s->loop, &l->io);
     ev_io_set(&l->io, l->fd, EV_READ);
     ev_io_start(l->s->loop, &l->io);
@@ -112,14 +159,9 @@ static void on_io(struct ev_loop *loop, ev_io *w, int revents)
         }
         l->state = L_UP;
     }
-    if (revents & EV_READ) {
-        /* The peer never writes on this link: readable means closed. */
-        char buf[256];
-        ssize_t n = recv(l->fd, buf, sizeof(buf), MSG_DONTWAIT);
-        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
-            link_failed(l);
-            return;
-        }
+    if ((revents & EV_READ) && !read_acks(l)) {
+        link_failed(l);
+        return;
     }
     if (l->off < l->out.len)
         link_write(l);
@@ -161,6 +203,8 @@ static sh_link_t *link_get(sh_t *s, const cluster__addr_t *to)
     /* Room for a burst of tells to a member that is slow or reconnecting;
      * past it a tell is refused (UKKO_E2BIG), never grown without end. */
     ukko_buf_init(&l->out, (size_t)s->c->cc->max_sync_bytes * 8);
+    ukko_buf_init(&l->in, 1 << 16);
+    l->next_seq = l->base_seq = 1;
     ev_init(&l->retry, on_retry);
     l->retry.data = l;
     l->next = s->links;
@@ -174,12 +218,26 @@ int sh__link_send(sh_t *s, const cluster__addr_t *to, const uint8_t *body, size_
     if (!l)
         return UKKO_ENOMEM;
     ukko_cluster_t *c = s->c;
-    size_t cap = n + UKKO_WIRE_SEAL_OVERHEAD;
+    /* SEQ(next_seq, body) */
+    size_t wn = sizeof(ukko_wire_header_t) + 8 + n;
+    size_t cap = wn + UKKO_WIRE_SEAL_OVERHEAD;
     uint8_t *sealed = malloc(cap + 4);
-    if (!sealed)
+    uint8_t *wrapped = malloc(wn);
+    if (!sealed || !wrapped) {
+        free(sealed);
+        free(wrapped);
         return UKKO_ENOMEM;
+    }
+    ukko_buf_t w;
+    ukko_buf_init(&w, wn);
+    sh_put_header(&w, UKKO_WIRE_SH_SEQ, &s->self, 0);
+    sh_put_u64(&w, l->next_seq);
+    (void)ukko_buf_append(&w, body, n);
+    memcpy(wrapped, w.data, w.len);
+    ukko_buf_destroy(&w);
     size_t len = 0;
-    int rc = cluster__seal(&c->keyring, c->cc->name, body, n, sealed + 4, cap, &len);
+    int rc = cluster__seal(&c->keyring, c->cc->name, wrapped, wn, sealed + 4, cap, &len);
+    free(wrapped);
     if (rc == 0 && len > (size_t)c->cc->max_sync_bytes)
         rc = UKKO_E2BIG; /* the receiver would refuse it */
     if (rc == 0) {
@@ -190,8 +248,19 @@ int sh__link_send(sh_t *s, const cluster__addr_t *to, const uint8_t *body, size_
         rc = ukko_buf_append(&l->out, sealed, len + 4);
     }
     free(sealed);
-    if (rc < 0)
+    if (rc < 0) {
+        if (!l->full_logged && rc == UKKO_E2BIG) {
+            l->full_logged = true;
+            char a[64];
+            cluster__addr_format(&l->addr, a, sizeof(a));
+            ukko_logf(UKKO_LOG_WARN, "sharding", UKKO_FIELDS(UKKO_FS("peer", a)),
+                      "the link to %s holds %zu bytes it has not acknowledged: frames to it "
+                      "are refused until it does (8 x cluster.max-sync-bytes)",
+                      a, l->out.len);
+        }
         return rc;
+    }
+    l->next_seq++;
     l->last_used = ukko_now_ms();
     if (l->state == L_IDLE) {
         if (!ev_is_active(&l->retry))
@@ -227,6 +296,7 @@ void sh__links_prune(sh_t *s)
         link_close(l);
         ev_timer_stop(s->loop, &l->retry);
         ukko_buf_destroy(&l->out);
+        ukko_buf_destroy(&l->in);
         free(l);
     }
 }
@@ -242,6 +312,7 @@ void sh__links_free(sh_t *s)
         }
         ev_timer_stop(s->loop, &l->retry);
         ukko_buf_destroy(&l->out);
+        ukko_buf_destroy(&l->in);
         free(l);
     }
 }

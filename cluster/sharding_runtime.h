@@ -105,6 +105,16 @@ struct ukko_sharding {
         uint8_t body[];
     } *lhead, *ltail;
     sh_link_t *links;
+    /* senders of numbered frames: the last number handled from each, so
+     * what a sender writes again after a broken connection is dropped */
+    struct sh_peer {
+        cluster__addr_t addr;
+        uint8_t uid[CLUSTER__UID_LEN];
+        uint64_t last;
+        int64_t seen;
+    } *peers;
+    size_t npeers, peercap;
+    uint64_t frames_dup;
     uint32_t pinned; /* the coordinator this region answered last (SH_NONE) */
     bool started, going_away, stopped_now, seen_table, freed;
     int64_t going_away_sent;
@@ -119,8 +129,9 @@ struct ukko_sharding {
     uint64_t handoffs, handoff_ms_sum, frames_in, frames_bad, link_drops;
 };
 
-/* sharding.c */
-void sh__on_frame(sh_t *s, const uint8_t *body, size_t n);
+/* sharding.c: a frame from a link (or from self); returns the number to
+ * acknowledge for a SEQ frame, else 0. */
+uint64_t sh__on_frame(sh_t *s, const uint8_t *body, size_t n);
 void sh__send(sh_t *s, uint32_t to, const ukko_buf_t *body);
 uint32_t sh__ident_of(sh_t *s, const sh_node_t *node);
 void sh__node_of(sh_t *s, uint32_t ident, sh_node_t *out);

@@ -297,6 +297,20 @@ int sh_decode(const uint8_t *b, size_t n, sh_frame_t *f)
     }
     case UKKO_WIRE_SH_GOING_AWAY:
         break;
+    case UKKO_WIRE_SH_SEQ:
+        f->version = get_u64(&r);
+        if (!r.bad && n - r.off >= sizeof(ukko_wire_header_t) &&
+            b[r.off] != UKKO_WIRE_SH_SEQ && b[r.off] != UKKO_WIRE_SH_ACK) {
+            f->inner = b + r.off;
+            f->inner_len = n - r.off;
+            r.off = n;
+        } else {
+            r.bad = true;
+        }
+        break;
+    case UKKO_WIRE_SH_ACK:
+        f->version = get_u64(&r);
+        break;
     case UKKO_WIRE_SH_TELL: {
         get_name(&r, f->type);
         f->shard = get_shard(&r);

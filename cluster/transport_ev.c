@@ -26,6 +26,7 @@ struct rt_conn {
     ev_timer timer;
     bool outbound, got_reply, watched;
     bool stream; /* an inbound sharding link (sharding_link.c is the other end) */
+    uint64_t ack_due, ack_sent; /* stream: the last frame to acknowledge, and acknowledged */
     int stage;
     cluster__addr_t peer;
     ukko_buf_t in, out;
@@ -274,7 +275,9 @@ static void handle_frame(rt_conn_t *k, const uint8_t *body, size_t n)
             (void)setsockopt(k->fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
             (void)setsockopt(k->fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
         }
-        cluster__sharding_frame(c, body, n);
+        uint64_t a = cluster__sharding_frame(c, body, n);
+        if (a > k->ack_due)
+            k->ack_due = a;
         return;
     }
     if (k->stage == C_READING && n >= 1 && body[0] == UKKO_WIRE_WATCH) {
@@ -305,6 +308,31 @@ static void handle_frame(rt_conn_t *k, const uint8_t *body, size_t n)
     conn_close(k);
 }
 
+/* A sharding link's sender learns what arrived: one small ACK frame per
+ * read burst, written on the same connection. The socket's send buffer
+ * holds nothing else, so it goes whole; if it ever does not, the
+ * connection is closed and the sender writes again what was not covered. */
+static void stream_ack(rt_conn_t *k)
+{
+    ukko_cluster_t *c = k->c;
+    uint8_t body[128], frame[4 + 128 + UKKO_WIRE_SEAL_OVERHEAD];
+    size_t bl = cluster__sharding_ack_body(c, k->ack_due, body, sizeof(body));
+    size_t len = 0;
+    if (!bl || cluster__seal(&c->keyring, c->cc->name, body, bl, frame + 4, sizeof(frame) - 4,
+                             &len) < 0)
+        return;
+    frame[0] = (uint8_t)(len >> 24);
+    frame[1] = (uint8_t)(len >> 16);
+    frame[2] = (uint8_t)(len >> 8);
+    frame[3] = (uint8_t)len;
+    ssize_t n = send(k->fd, frame, len + 4, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n != (ssize_t)(len + 4)) {
+        conn_close(k);
+        return;
+    }
+    k->ack_sent = k->ack_due;
+}
+
 static void conn_read(rt_conn_t *k)
 {
     char buf[16384];
@@ -315,8 +343,11 @@ static void conn_read(rt_conn_t *k)
             return;
         }
         if (n < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                if (k->stream && k->ack_due > k->ack_sent)
+                    stream_ack(k);
                 break;
+            }
             out_failed(k, errno == ECONNREFUSED);
             return;
         }

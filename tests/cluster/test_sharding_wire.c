@@ -207,3 +207,41 @@ Test(sharding_wire, small_frames_and_unknown_kinds, .timeout = 10)
     cr_expect_eq(sh_decode((uint8_t *)b.data, b.len, &f), UKKO_EPROTO);
     ukko_buf_destroy(&b);
 }
+
+Test(sharding_wire, numbered_frames_carry_one_body, .timeout = 10)
+{
+    ukko_buf_t inner, b;
+    ukko_buf_init(&inner, 4096);
+    ukko_buf_init(&b, 8192);
+    sh_node_t from = node_n(6);
+    cr_assert_eq(sh_put_tell(&inner, &from, "orders", 3, 0, 1, "c-1", 3, NULL, "x", 1), 0);
+    sh_put_header(&b, UKKO_WIRE_SH_SEQ, &from, 0);
+    sh_put_u64(&b, 77);
+    ukko_buf_append(&b, inner.data, inner.len);
+    sh_frame_t f, g;
+    cr_assert_eq(sh_decode((uint8_t *)b.data, b.len, &f), 0);
+    cr_expect_eq(f.kind, UKKO_WIRE_SH_SEQ);
+    cr_expect_eq(f.version, 77);
+    cr_assert_eq(f.inner_len, inner.len);
+    cr_assert_eq(sh_decode(f.inner, f.inner_len, &g), 0);
+    cr_expect_eq(g.kind, UKKO_WIRE_SH_TELL);
+    cr_expect_eq(g.shard, 3);
+    /* a SEQ in a SEQ, or an empty one, is refused */
+    ukko_buf_t nested;
+    ukko_buf_init(&nested, 16384);
+    sh_put_header(&nested, UKKO_WIRE_SH_SEQ, &from, 0);
+    sh_put_u64(&nested, 78);
+    ukko_buf_append(&nested, b.data, b.len);
+    cr_expect_eq(sh_decode((uint8_t *)nested.data, nested.len, &f), UKKO_EPROTO);
+    cr_expect_eq(sh_decode((uint8_t *)b.data, sizeof(ukko_wire_header_t) + 8, &f), UKKO_EPROTO);
+    /* an ACK is a number */
+    ukko_buf_reset(&b);
+    sh_put_header(&b, UKKO_WIRE_SH_ACK, &from, 0);
+    sh_put_u64(&b, 77);
+    cr_assert_eq(sh_decode((uint8_t *)b.data, b.len, &f), 0);
+    cr_expect_eq(f.kind, UKKO_WIRE_SH_ACK);
+    cr_expect_eq(f.version, 77);
+    ukko_buf_destroy(&inner);
+    ukko_buf_destroy(&b);
+    ukko_buf_destroy(&nested);
+}

@@ -1,7 +1,8 @@
 /* fuzz_shard_frame: the decoder of cluster sharding's frames
  * (cluster/sharding_wire.c) on arbitrary bytes, as any holder of the
- * cluster key could send them, and what reads a decoded frame after it: the
- * nodes and owners of a table, the entries of a report (fed to a shard
+ * cluster key could send them (a numbered SEQ frame's body decoded in
+ * turn), and what reads a decoded frame after it: the nodes and owners of a
+ * table, the entries of a report (fed to a shard
  * coordinator), a tell's id and payload. Invariants: nothing is read past
  * the bytes, a frame that decodes can be walked whole, nothing leaks. */
 #include "sharding_internal.h"
@@ -54,7 +55,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memcpy(b, data, size);
     sh_frame_t f;
     clock_ms += 10;
-    if (sh_decode(b, size, &f) == 0) {
+    int rc = sh_decode(b, size, &f);
+    if (rc == 0 && f.kind == UKKO_WIRE_SH_SEQ) {
+        /* the body a numbered frame carries, decoded on its own */
+        sh_frame_t inner;
+        rc = sh_decode(f.inner, f.inner_len, &inner);
+        if (rc == 0)
+            f = inner;
+    }
+    if (rc == 0) {
         volatile uint32_t sink = 0;
         for (uint32_t i = 0; i < f.nnodes && f.nodes; i++) {
             sh_node_t n;
