@@ -9,6 +9,7 @@
 #include "streams.h"
 #include "ukko.h"
 
+#include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -105,7 +106,7 @@ static void usage(FILE *out)
         fputs("      --app NAME         run a built-in application:", out);
         for (size_t i = 0; i < napps; i++)
             fprintf(out, "%s %s", i ? "," : "", apps[i]->name);
-        fputs("\n", out);
+        fputs("\n                         or a shared library: --app ./libapp.so\n", out);
         for (size_t i = 0; i < napps; i++)
             if (apps[i]->about)
                 fprintf(out, "                           %s: %s\n", apps[i]->name, apps[i]->about);
@@ -227,8 +228,32 @@ static int cmd_config_keys(const ukko_cmd_t *cmd)
     return rc;
 }
 
-/* The application to run: the program's own, or the built-in one --app
- * names. Returns 0, or 2 after saying what is wrong. */
+/* `--app path/to/libapp.so`: an application built as a shared library
+ * exports `const ukko_app_t ukko_app` (docs/streams.md, examples/). It is
+ * loaded once and never unloaded; the ukko binary exports its functions to
+ * it. Returns 0, or 2 after saying what is wrong. */
+static int load_app_library(const char *path, const ukko_app_t **out)
+{
+    void *lib = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (!lib) {
+        fprintf(stderr, "ukko: --app \"%s\": cannot load it: %s\n", path, dlerror());
+        return 2;
+    }
+    const ukko_app_t *app = dlsym(lib, "ukko_app");
+    if (!app || !app->name || !app->init) {
+        fprintf(stderr,
+                "ukko: --app \"%s\": it exports no application: define `const ukko_app_t "
+                "ukko_app = {.name = ..., .init = ...};` (see examples/)\n",
+                path);
+        return 2;
+    }
+    *out = app;
+    return 0;
+}
+
+/* The application to run: the program's own, the built-in one --app names,
+ * or a shared library --app gives the path of. Returns 0, or 2 after saying
+ * what is wrong. */
 static int pick_app(const ukko_app_t **out)
 {
     *out = args.program_app;
@@ -248,10 +273,12 @@ static int pick_app(const ukko_app_t **out)
             return 0;
         }
     }
+    if (strchr(args.app, '/'))
+        return load_app_library(args.app, out);
     fprintf(stderr, "ukko: --app \"%s\": no such application (built in:", args.app);
     for (size_t i = 0; i < napps; i++)
         fprintf(stderr, "%s %s", i ? "," : "", apps[i]->name);
-    fprintf(stderr, "%s)\n", napps ? "" : " none");
+    fprintf(stderr, "%s; or a shared library's path, ./libapp.so)\n", napps ? "" : " none");
     return 2;
 }
 

@@ -472,6 +472,10 @@ static void handed_off(void *arg, int status)
     streams__committer_remove(&src->committer, &part->cp);
     part->cp.flushed = NULL;
 
+    /* librdkafka 2.0.2 keeps a partition's pause across unassign and assign:
+     * resume what we paused, or this node's next start of the shard would
+     * never fetch. (Records it fetches meanwhile are dropped: GONE below.) */
+    set_paused(part, false);
     rd_kafka_topic_partition_list_t *l = one(src, part->partition, RD_KAFKA_OFFSET_INVALID);
     rd_kafka_error_t *err = rd_kafka_incremental_unassign(src->rk, l);
     rd_kafka_topic_partition_list_destroy(l);
@@ -504,8 +508,6 @@ static void handed_off(void *arg, int status)
     void *done_arg = part->done_arg;
     part->done = NULL;
     part->state = STREAMS__PART_GONE;
-    if (part->paused)
-        part->paused = false; /* unassigned: the flag means nothing any more */
     if (part->in_flight == 0)
         part_free(part);
     if (done)

@@ -22,8 +22,22 @@ if(TARGET ukko_kafka_rig)
   ukko_criterion_test(streams_test_feed_kafka integration
                       ${CMAKE_CURRENT_SOURCE_DIR}/test_feed_kafka.c streams_feed_support
                       ukko_kafka_rig)
-  set_tests_properties(streams_test_feed_kafka PROPERTIES TIMEOUT 900
+  set_tests_properties(streams_test_feed_kafka PROPERTIES TIMEOUT 900 LABELS "kafka;integration"
                        SKIP_REGULAR_EXPRESSION "SKIPPED:")
+  # Real `ukko run --app orders` nodes on 127.0.6.2-6 over the real sharding.
+  ukko_criterion_test(streams_test_multi_kafka integration
+                      ${CMAKE_CURRENT_SOURCE_DIR}/test_multi_kafka.c streams_feed_support
+                      ukko_kafka_rig)
+  add_dependencies(streams_test_multi_kafka ukko)
+  set_tests_properties(streams_test_multi_kafka PROPERTIES TIMEOUT 1800
+                       LABELS "kafka;integration" SKIP_REGULAR_EXPRESSION "SKIPPED:")
+  # examples/clicks as a user's shared library, run by `ukko run --app lib.so`.
+  ukko_criterion_test(streams_test_example_app integration
+                      ${CMAKE_CURRENT_SOURCE_DIR}/test_example_app.c streams_feed_support
+                      ukko_kafka_rig)
+  add_dependencies(streams_test_example_app ukko ukko_example_clicks)
+  set_tests_properties(streams_test_example_app PROPERTIES TIMEOUT 600
+                       LABELS "kafka;integration" SKIP_REGULAR_EXPRESSION "SKIPPED:")
 endif()
 
 # The feed while `ukko dev-kafka` fails requests on cue (devkafka_fixture.c).

@@ -105,7 +105,8 @@ Test(feed_kafka, orders_50000_records_all_reach_the_output_in_customer_order, .t
                       p->partition, (unsigned long long)p->max_open);
         pauses += p->pauses;
     }
-    cr_log_info("partitions paused %llu times", (unsigned long long)pauses);
+    printf("orders: partitions paused %llu times under kafka.max-in-flight 64\n",
+           (unsigned long long)pauses);
     feed_close(&f);
 
     krec_t *out;
@@ -305,6 +306,54 @@ Test(feed_kafka, a_slow_handler_pauses_its_partition_and_loses_nothing, .timeout
     krec_t *out;
     size_t nout = kc_read(k.bootstrap, "slow-out", &out);
     cr_assert_eq(nout, 3000);
+    check_complete(in, nin, out, nout, true, true);
+    kc_free(in, nin);
+    kc_free(out, nout);
+}
+
+static tally_cfg_t again_cfg = {.out = "again-out"};
+static const ukko_entity_type_t again_type = {
+    .name = "again",
+    .state_size = TALLY_STATE_SIZE,
+    .handler = tally_handler,
+    .ud = &again_cfg,
+};
+
+Test(feed_kafka, a_shard_handed_off_and_started_again_here_reads_on, .timeout = 300)
+{
+    ukko_kafka_rig_t k;
+    attach(&k);
+    topic(&k, "again-in", 2);
+    topic(&k, "again-out", 2);
+    char *lines = orders_lines(500, 20, 0);
+    kc_produce(k.bootstrap, "again-in", lines);
+    free(lines);
+    krec_t *in;
+    size_t nin = kc_read(k.bootstrap, "again-in", &in);
+    int64_t ends[2];
+    kc_ends(in, nin, ends, 2);
+    kc_free(in, nin);
+    feed_t f;
+    feed_open(&f, k.bootstrap, NULL);
+    feed_add(&f, &again_type, "again-in");
+    feed_start(&f, "again");
+    until_done_t u = {"again", 500, ends, 2};
+    feed_run_until(&f, all_done, &u, 120000, "500 records handled and committed");
+    /* The shards move away and come back to this node (a rebalance and
+     * its reverse): the partitions must fetch again. */
+    feed_stop_shards(&f, "again", false, 60000);
+    cr_assert_eq(fs_start_shards(f.sh, "again"), 0);
+    lines = orders_lines(500, 20, 500);
+    kc_produce(k.bootstrap, "again-in", lines);
+    free(lines);
+    nin = kc_read(k.bootstrap, "again-in", &in);
+    kc_ends(in, nin, ends, 2);
+    until_done_t u2 = {"again", 500, ends, 2};
+    feed_run_until(&f, all_done, &u2, 120000, "the 500 new records, after the shards came back");
+    feed_close(&f);
+    krec_t *out;
+    size_t nout = kc_read(k.bootstrap, "again-out", &out);
+    cr_assert_eq(nout, 1000, "1000 inputs, %zu outputs", nout);
     check_complete(in, nin, out, nout, true, true);
     kc_free(in, nin);
     kc_free(out, nout);
