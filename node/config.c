@@ -147,10 +147,44 @@ void ukko_config_env_name(const char *path, char *out, size_t outlen)
         out[j] = '\0';
 }
 
+/* Is a member of a JSON setting a secret (kafka.properties' sasl.password,
+ * ssl.key.password, sasl.oauthbearer.client.secret, ssl.key.pem, ...)?
+ * Its value is then never shown: not in errors, not by check-config. */
+static bool secret_name(const char *name)
+{
+    return name && (strstr(name, "password") || strstr(name, "secret") ||
+                    strstr(name, "token") || strstr(name, "credential") ||
+                    strstr(name, ".pem") || strstr(name, "sasl.oauthbearer.config"));
+}
+
+/* A copy of v with every secret member's value replaced (caller frees). */
+static cJSON *redacted(const cJSON *v)
+{
+    cJSON *c = cJSON_Duplicate(v, 1);
+    cJSON *stack[32];
+    int n = 0;
+    if (c)
+        stack[n++] = c;
+    while (n > 0) {
+        cJSON *o = stack[--n];
+        for (cJSON *it = o->child, *next; it; it = next) {
+            next = it->next; /* it may be replaced (freed) below */
+            if (cJSON_IsObject(o) && secret_name(it->string) && !cJSON_IsNull(it))
+                (void)cJSON_ReplaceItemInObjectCaseSensitive(o, it->string,
+                                                             cJSON_CreateString("(secret, not shown)"));
+            else if ((cJSON_IsObject(it) || cJSON_IsArray(it)) && n < 32)
+                stack[n++] = it;
+        }
+    }
+    return c;
+}
+
 /* "x = <value> (from ...)" rendering of a value, cut to a readable length. */
 static void render(const cJSON *v, char *out, size_t outlen)
 {
-    char *s = cJSON_PrintUnformatted(v);
+    cJSON *shown = redacted(v);
+    char *s = shown ? cJSON_PrintUnformatted(shown) : NULL;
+    cJSON_Delete(shown);
     if (!s) {
         snprintf(out, outlen, "?");
         return;
@@ -435,7 +469,12 @@ static void load_env(ukko_config_t *cfg, char *const *envp)
             continue;
         snprintf(origin, sizeof(origin), "from %s", name);
         cJSON *v = env_value(cfg->entries[i].key, s);
-        if (!v) {
+        if (!v && cfg->entries[i].key->type == UKKO_CFG_JSON) {
+            /* Its text may hold secrets (kafka.properties): not shown. */
+            add_error(cfg, "config: %s (%s) is not valid JSON: allowed: a JSON value",
+                      cfg->entries[i].key->path, origin);
+            continue;
+        } else if (!v) {
             add_error(cfg, "config: %s = %.80s (%s) is not valid JSON: allowed: a JSON value",
                       cfg->entries[i].key->path, s, origin);
             continue;
@@ -630,7 +669,7 @@ cJSON *ukko_config_to_json(const ukko_config_t *cfg)
             break;
         }
         case UKKO_CFG_JSON:
-            v = *(cJSON *const *)f ? cJSON_Duplicate(*(cJSON *const *)f, 1) : cJSON_CreateNull();
+            v = *(cJSON *const *)f ? redacted(*(cJSON *const *)f) : cJSON_CreateNull();
             break;
         }
         if (parent && v)

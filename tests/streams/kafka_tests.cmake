@@ -2,7 +2,7 @@
 # unit tests of the watermark and the committer, and the tests of the feed
 # against a real Kafka broker (tests/kafka/broker.sh through
 # tests/support/ukko_kafka.h), which print SKIPPED where none can run.
-foreach(n test_watermark test_committer)
+foreach(n test_watermark test_committer test_config)
   ukko_unit_test(streams_${n} ${CMAKE_CURRENT_SOURCE_DIR}/${n}.c ukko_streams)
   target_include_directories(streams_${n} PRIVATE ${PROJECT_SOURCE_DIR}/streams)
 endforeach()
