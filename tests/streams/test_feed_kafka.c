@@ -358,3 +358,101 @@ Test(feed_kafka, a_shard_handed_off_and_started_again_here_reads_on, .timeout = 
     kc_free(in, nin);
     kc_free(out, nout);
 }
+
+static tally_cfg_t downed_cfg = {.out = "downed-out"};
+static const ukko_entity_type_t downed_type = {
+    .name = "downed",
+    .state_size = TALLY_STATE_SIZE,
+    .handler = tally_handler,
+    .ud = &downed_cfg,
+};
+
+static double metric(const char *text, const char *sample)
+{
+    const char *p = strstr(text, sample);
+    return p ? atof(p + strlen(sample)) : -1;
+}
+
+typedef struct lag_wait {
+    const char *sample;
+} lag_wait_t;
+
+static bool lag_known(feed_t *f, void *arg)
+{
+    ukko_buf_t b;
+    ukko_buf_init(&b, 0);
+    ukko_streams_metrics(&b, f->st);
+    bool ok = metric(b.data, ((lag_wait_t *)arg)->sample) == 0;
+    ukko_buf_destroy(&b);
+    return ok;
+}
+
+Test(feed_kafka, metrics_then_a_stop_at_once_commits_what_is_acknowledged, .timeout = 300)
+{
+    ukko_kafka_rig_t k;
+    attach(&k);
+    topic(&k, "downed-in", 2);
+    topic(&k, "downed-out", 2);
+    char *lines = orders_lines(400, 20, 0);
+    kc_produce(k.bootstrap, "downed-in", lines);
+    free(lines);
+    krec_t *in;
+    size_t nin = kc_read(k.bootstrap, "downed-in", &in);
+    int64_t ends[2];
+    kc_ends(in, nin, ends, 2);
+    kc_free(in, nin);
+    /* No batch or interval commit: only the stop commits. */
+    const char *env[] = {"UKKO_KAFKA_COMMIT_MAX_BATCH=1000000", "UKKO_KAFKA_COMMIT_MAX_INTERVAL=10m",
+                         NULL};
+    feed_t f;
+    feed_open(&f, k.bootstrap, env);
+    feed_add(&f, &downed_type, "downed-in");
+    feed_start(&f, "downed");
+    until_done_t u = {"downed", 400, ends, 0};
+    feed_run_until(&f, all_done, &u, 120000, "400 records handled");
+
+    /* /metrics: per partition, the processed records, in flight, paused,
+     * and the lag against the broker's high watermark once committed. */
+    ukko_buf_t b;
+    ukko_buf_init(&b, 0);
+    ukko_streams_metrics(&b, f.st);
+    char s0[128], s1[128];
+    snprintf(s0, sizeof(s0),
+             "ukko_kafka_records_processed_total{type=\"downed\",topic=\"downed-in\",partition=\"0\"} ");
+    snprintf(s1, sizeof(s1),
+             "ukko_kafka_records_processed_total{type=\"downed\",topic=\"downed-in\",partition=\"1\"} ");
+    cr_assert_eq(metric(b.data, s0) + metric(b.data, s1), 400, "processed per partition: %s",
+                 b.data);
+    cr_assert(strstr(b.data, "ukko_kafka_in_flight{type=\"downed\",topic=\"downed-in\",partition=\"0\"} 0"),
+              "nothing in flight: %s", b.data);
+    cr_assert(strstr(b.data, "ukko_kafka_partitions_paused{type=\"downed\",topic=\"downed-in\"} 0"));
+    cr_assert(strstr(b.data, "# TYPE ukko_kafka_commit_latency_seconds histogram"));
+    ukko_buf_destroy(&b);
+
+    /* A downed node: its shards stop at once; what is acknowledged is
+     * committed before each stopped callback. */
+    feed_stop_shards(&f, "downed", true, 30000);
+    streams__source_t *src = feed_source(&f, "downed");
+    cr_assert_eq(src->parts, NULL, "every partition given up");
+    cr_assert_geq(src->committer.commits, 1, "the stop committed");
+    cr_assert_eq(src->handoffs, 2);
+    feed_close(&f);
+
+    /* The next owner starts where the stop committed: nothing to do. */
+    feed_open(&f, k.bootstrap, NULL);
+    feed_add(&f, &downed_type, "downed-in");
+    feed_start(&f, "downed");
+    lag_wait_t lw = {"ukko_kafka_lag{type=\"downed\",topic=\"downed-in\",partition=\"0\"} "};
+    lines = orders_lines(10, 20, 400);
+    kc_produce(k.bootstrap, "downed-in", lines);
+    free(lines);
+    nin = kc_read(k.bootstrap, "downed-in", &in);
+    kc_ends(in, nin, ends, 2);
+    kc_free(in, nin);
+    until_done_t u2 = {"downed", 10, ends, 2};
+    feed_run_until(&f, all_done, &u2, 120000, "the 10 new records");
+    cr_assert_eq(feed_done(&f, "downed"), 10, "only the new records: the stop had committed 400");
+    if (ends[0] > 0)
+        feed_run_until(&f, lag_known, &lw, 30000, "partition 0's lag to read 0");
+    feed_close(&f);
+}
