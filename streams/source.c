@@ -213,7 +213,9 @@ static void attempt_failed(streams__rec_t *rec, int status)
     const ukko_streams_config_t *cfg = src->st->cfg;
     part->failed++;
     rec->attempts++;
-    if (part->state == STREAMS__PART_GONE) {
+    if (part->state == STREAMS__PART_GONE || part->state == STREAMS__PART_COMMITTING) {
+        /* Stopped at once (downed): its entities were stopped under it. Not
+         * a poison record: the next owner reads it from the commit. */
         streams__rec_finish(rec, UKKO_ECANCELED);
         return;
     }
