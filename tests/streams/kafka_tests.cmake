@@ -31,6 +31,12 @@ if(TARGET ukko_kafka_rig)
   add_dependencies(streams_test_multi_kafka ukko)
   set_tests_properties(streams_test_multi_kafka PROPERTIES TIMEOUT 1800
                        LABELS "kafka;integration" SKIP_REGULAR_EXPRESSION "SKIPPED:")
+  # The feed while its broker is paused, then killed and restarted.
+  ukko_criterion_test(streams_test_feed_broker_faults integration
+                      ${CMAKE_CURRENT_SOURCE_DIR}/test_feed_broker_faults.c streams_feed_support
+                      ukko_kafka_rig)
+  set_tests_properties(streams_test_feed_broker_faults PROPERTIES TIMEOUT 900
+                       LABELS "kafka;integration" SKIP_REGULAR_EXPRESSION "SKIPPED:")
   # examples/clicks as a user's shared library, run by `ukko run --app lib.so`.
   ukko_criterion_test(streams_test_example_app integration
                       ${CMAKE_CURRENT_SOURCE_DIR}/test_example_app.c streams_feed_support

@@ -456,3 +456,62 @@ Test(feed_kafka, metrics_then_a_stop_at_once_commits_what_is_acknowledged, .time
         feed_run_until(&f, lag_known, &lw, 30000, "partition 0's lag to read 0");
     feed_close(&f);
 }
+
+static tally_cfg_t crc_cfg = {.out = "crc-out"};
+static const ukko_entity_type_t crc_type = {
+    .name = "crc",
+    .state_size = TALLY_STATE_SIZE,
+    .handler = tally_handler,
+    .ud = &crc_cfg,
+};
+
+Test(feed_kafka, records_not_keyed_by_murmur2_are_handled_and_counted_and_traces_carry_over,
+     .timeout = 300)
+{
+    ukko_kafka_rig_t k;
+    attach(&k);
+    topic(&k, "crc-in", 4);
+    topic(&k, "crc-out", 4);
+    /* kcat's own default partitioner (consistent_random: CRC32), not
+     * Kafka's murmur2; and a trace context on every record. */
+    ukko_buf_t lines;
+    ukko_buf_init(&lines, 0);
+    for (int i = 0; i < 200; i++)
+        (void)ukko_buf_printf(&lines, "key%d\t{\"n\":%d}\n", i, i);
+    const char *tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd), "kcat -P -b '%s' -t crc-in -K '\t' -H 'traceparent=%s'",
+             k.bootstrap, tp);
+    ukko_buf_t out;
+    ukko_buf_init(&out, 0);
+    cr_assert_eq(ut_run(cmd, lines.data, &out), 0, "kcat: %s", out.data);
+    ukko_buf_destroy(&out);
+    ukko_buf_destroy(&lines);
+    krec_t *in;
+    size_t nin = kc_read(k.bootstrap, "crc-in", &in);
+    int64_t ends[4];
+    kc_ends(in, nin, ends, 4);
+
+    feed_t f;
+    feed_open(&f, k.bootstrap, NULL);
+    feed_add(&f, &crc_type, "crc-in");
+    feed_start(&f, "crc");
+    until_done_t u = {"crc", 200, ends, 4};
+    feed_run_until(&f, all_done, &u, 120000, "200 records handled and committed");
+    streams__source_t *src = feed_source(&f, "crc");
+    cr_assert_gt(src->mismatched, 0, "CRC32-placed keys hash elsewhere under murmur2");
+    cr_assert(src->warned_mismatch, "and that was warned about (once)");
+    feed_close(&f);
+
+    krec_t *o;
+    size_t no = kc_read(k.bootstrap, "crc-out", &o);
+    cr_assert_eq(no, 200);
+    check_complete(in, nin, o, no, true, true);
+    char want[100];
+    snprintf(want, sizeof(want), "traceparent=%s", tp);
+    for (size_t i = 0; i < no; i++)
+        cr_assert(strstr(o[i].headers, want), "the input's traceparent on the output: %s",
+                  o[i].headers);
+    kc_free(in, nin);
+    kc_free(o, no);
+}
