@@ -92,10 +92,13 @@ Test(feed_kafka, orders_50000_records_all_reach_the_output_in_customer_order, .t
     feed_t f;
     feed_open(&f, k.bootstrap, env);
     feed_add(&f, &ukko_orders_type.type, ukko_orders_type.topic);
+    int64_t t0 = ukko_now_ms();
     feed_start(&f, "orders");
     cr_assert_eq(fs_shards(f.sh, "orders"), 12, "12 partitions, so 12 shards");
     until_done_t u = {"orders", 50000, ends, 12};
     feed_run_until(&f, all_done, &u, 300000, "50,000 orders handled and committed");
+    printf("orders: 50,000 handled and committed in %lld ms (one node, 12 partitions)\n",
+           (long long)(ukko_now_ms() - t0));
 
     streams__source_t *src = feed_source(&f, "orders");
     cr_assert_eq(src->mismatched, 0, "kcat used murmur2: every key is in its entity's partition");
