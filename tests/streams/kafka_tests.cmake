@@ -53,3 +53,10 @@ ukko_criterion_test(streams_test_feed_faults integration
 add_dependencies(streams_test_feed_faults ukko)
 set_tests_properties(streams_test_feed_faults PROPERTIES TIMEOUT 600
                      SKIP_REGULAR_EXPRESSION "SKIPPED:")
+
+# Kafka-fed shards across a real network cut (network namespaces, root only):
+# the downed side stops before the other takes its partitions, nothing lost.
+add_test(NAME streams_netns_kafka
+         COMMAND python3 ${CMAKE_CURRENT_SOURCE_DIR}/netns_kafka.py $<TARGET_FILE:ukko>)
+set_tests_properties(streams_netns_kafka PROPERTIES TIMEOUT 600 LABELS "kafka;integration"
+                     SKIP_REGULAR_EXPRESSION "SKIPPED:")
