@@ -33,8 +33,8 @@ output and to the 3's first output on a partition they took over.
 Needs root, network namespaces (ip, curl), kcat, and a real Kafka (Java 17,
 Maven or the cached jars); otherwise it prints SKIPPED and exits 0. Cleans up
 as netns_split_brain.py does (namespaces, links, nodes, temp folders), plus
-the producer and the broker, on failure, SIGTERM and SIGINT too. About two
-minutes.
+the producer and the broker, on failure, SIGTERM and SIGINT too. About 40 s
+once the broker's jars are cached.
 
     sudo python3 tests/streams/netns_kafka.py build/ukko
 """
