@@ -13,6 +13,7 @@
 static const ukko_app_t *const builtin_apps[] = {
     &ukko_sharding_counter_app, /* sharded counters: trying sharding, its tests */
     &ukko_orders_app,           /* the Kafka demo (docs/streams.md) */
+    &ukko_sink_app,             /* acks each record of orders at once: benchmarks */
     NULL,
 };
 

@@ -49,6 +49,10 @@ typedef struct ukko_stream_type {
 extern const ukko_app_t ukko_orders_app;
 /* Its entity type (for tests that drive it without a program). */
 extern const ukko_stream_type_t ukko_orders_type;
+/* The built-in `ukko run --app sink`: topic `orders` again, as entity type
+ * (and group.id) `sink`, whose handler acknowledges each record at once and
+ * does nothing else: the cost of the feed alone (tests/bench). */
+extern const ukko_app_t ukko_sink_app;
 
 /* ------------------------------------------------------------ the Kafka feed
  * Entity types fed by a topic (docs/streams.md): the topic's partition count
