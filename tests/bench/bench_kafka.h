@@ -1,10 +1,15 @@
-/* bench_kafka.h: what the Kafka baseline's files share (bench_kafka_baseline.c: the
- * program, the broker, the read figures and the output; bench_kafka_client.c:
- * records, topics, the producer, offset stores; bench_kafka_group.c: the consumer
- * group figures and its member processes). Every call is made from the thread
- * that owns the handle it is given; kb_stop is the only state set by a signal. */
+/* bench_kafka.h: what the Kafka benchmarks share, the static library bench_kafka
+ * (bench_kafka_client.c: records, topics, the producer, offset stores;
+ * bench_kafka_group.c: the consumer group figures and its member processes;
+ * bench_kafka_common.c: the bare and at-least-once reads, the broker's start, the
+ * load average, the JSON line). Its programs: bench_kafka_baseline.c (librdkafka
+ * alone) and bench_kafka_shards.c (ukko beside it). Every call is made from the
+ * thread that owns the handle it is given; kb_stop is the only state set by a
+ * signal. */
 #ifndef BENCH_KAFKA_H
 #define BENCH_KAFKA_H
+
+#include "ukko_kafka.h"
 
 #include <librdkafka/rdkafka.h>
 
@@ -53,8 +58,11 @@ typedef struct kb_gresult {
 
 /* Set by SIGINT/SIGTERM: the parent winds down and stops the broker; a member leaves. */
 extern volatile sig_atomic_t kb_stop;
-/* This program's path, re-run with --member for each group member. */
+/* This program's path, re-run with --member for each group member (so a program
+ * that runs kb_group_run must serve --member with kb_member_main). */
 extern char kb_self[4096];
+/* The name kb_say puts before its lines (default "bench_kafka_baseline"). */
+extern const char *kb_prog;
 
 void kb_on_signal(int sig);
 int64_t kb_now_us(void);  /* CLOCK_MONOTONIC: one clock for every process on the host */
@@ -87,9 +95,16 @@ typedef struct kb_prod {
 
 int kb_prod_init(kb_prod_t *p, const char *bootstrap, const char *topic, int size, char *why,
                  size_t why_size);
+/* kb_prod_init with more "key", "value" pairs for the producer (NULL-ended, may be
+ * NULL), e.g. a transactional.id. */
+int kb_prod_init_kv(kb_prod_t *p, const char *bootstrap, const char *topic, int size,
+                    const char *const kv[], char *why, size_t why_size);
 /* Produces record seq (key "k<seq mod KB_KEYS>", value of p->size bytes built in buf),
  * serving deliveries while the local queue is full. 0 or -1 (counted in failed). */
 int kb_prod_send(kb_prod_t *p, uint64_t seq, char *buf);
+/* The same with the caller's key and value (copied); seq marks acked_bits. */
+int kb_prod_send_kv(kb_prod_t *p, uint64_t seq, const void *key, size_t klen, const void *value,
+                    size_t vlen);
 /* Waits for every delivery report, the deadline or kb_stop. */
 void kb_prod_flush(kb_prod_t *p, int64_t timeout_us);
 void kb_prod_destroy(kb_prod_t *p);
@@ -103,6 +118,36 @@ typedef struct kb_stores {
 
 void kb_stores_put(kb_stores_t *s, rd_kafka_t *rk, const rd_kafka_message_t *m);
 void kb_stores_free(kb_stores_t *s);
+
+/* Reads records records of topic (partitions partitions) from the beginning with
+ * rd_kafka_assign (no group protocol), with a group id of its own (run numbers it).
+ * at_least_once: offsets stored after each record, committed every second and at the
+ * end, *committed = the sum the broker then keeps. Returns records/s from the assign
+ * to the last record, or -1 (said on stderr). */
+double kb_consume_all(const char *bootstrap, const char *topic, int partitions, int64_t records,
+                      bool at_least_once, int run, int64_t *committed);
+
+/* Starts a one-node rig on host (tests/support/ukko_kafka.h), stopped by broker.sh's
+ * watchdog if this process dies first. 0 (bootstrap and the broker's version filled),
+ * 1 no real Kafka here (skipped says why), -1 failed (said on stderr). The caller runs
+ * ukko_kafka_rig_stop whatever the outcome: a failed start keeps its logs until then. */
+int kb_rig_start(ukko_kafka_rig_t *rig, const char *host, char *bootstrap, size_t bootstrap_size,
+                 char *broker, size_t broker_size, char *skipped, size_t skipped_size);
+/* The 1-minute load average, or -1. */
+double kb_loadavg(void);
+
+/* A JSON line being written; what does not fit is cut (16 KiB is several times the
+ * longest line). */
+typedef struct kb_json {
+    char b[16384];
+    size_t n;
+} kb_json_t;
+
+__attribute__((format(printf, 2, 3))) void kb_jadd(kb_json_t *j, const char *fmt, ...);
+/* A JSON string, or null for NULL. */
+void kb_jstr(kb_json_t *j, const char *s);
+/* "key": a whole number, or null when it was not measured (< 0). */
+void kb_jnum(kb_json_t *j, const char *key, double v);
 
 /* The program run with --member: one group member until SIGTERM. Exit status. */
 int kb_member_main(const kb_opts_t *o);

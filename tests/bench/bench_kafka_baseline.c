@@ -12,7 +12,6 @@
 
 #include <errno.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -142,18 +141,6 @@ typedef struct results {
     int failures;
 } results_t;
 
-static double loadavg(void)
-{
-    double l = -1;
-    FILE *f = fopen("/proc/loadavg", "r");
-    if (f) {
-        if (fscanf(f, "%lf", &l) != 1)
-            l = -1;
-        fclose(f);
-    }
-    return l;
-}
-
 /* ---- the read figures ------------------------------------------------------------ */
 
 static int produce_all(const char *bootstrap, const char *topic, const kb_opts_t *o, results_t *r)
@@ -187,133 +174,7 @@ static int produce_all(const char *bootstrap, const char *topic, const kb_opts_t
     return rc;
 }
 
-/* Reads every record of topic from the beginning with rd_kafka_assign (no group
- * protocol). at_least_once: offsets stored after processing each record and
- * committed every second, and a final commit whose offsets are read back. Returns
- * records/s from the assign to the last record, or -1. */
-static double consume_all(const char *bootstrap, const char *topic, const kb_opts_t *o,
-                          int64_t records, bool at_least_once, int run, int64_t *committed)
-{
-    char group[96], err[256], why[512];
-    /* A group id of its own per run: every run starts from nothing committed. The
-     * bare consumer needs one only because rd_kafka_assign wants a group handle. */
-    snprintf(group, sizeof(group), "bench-%s-%d-%d", at_least_once ? "alo" : "bare",
-             (int)getpid(), run);
-    const char *const kv[] = {
-        "group.id", group,
-        "enable.auto.commit", at_least_once ? "true" : "false",
-        "auto.commit.interval.ms", "1000",
-        "enable.auto.offset.store", at_least_once ? "false" : "true",
-        "enable.partition.eof", "false",
-        NULL};
-    rd_kafka_conf_t *conf = kb_conf_new(bootstrap, kv, why, sizeof(why));
-    rd_kafka_t *rk = conf ? rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err)) : NULL;
-    double rate = -1;
-    if (!rk) {
-        kb_say("consumer: %s", conf ? err : why);
-        if (conf)
-            rd_kafka_conf_destroy(conf);
-        return -1;
-    }
-    rd_kafka_poll_set_consumer(rk);
-    rd_kafka_topic_partition_list_t *all = rd_kafka_topic_partition_list_new(o->partitions);
-    for (int i = 0; i < o->partitions; i++)
-        rd_kafka_topic_partition_list_add(all, topic, i)->offset = RD_KAFKA_OFFSET_BEGINNING;
-    kb_stores_t *stores = calloc(1, sizeof(*stores));
-
-    int64_t got = 0, t0 = kb_now_us(), t1 = t0;
-    int64_t deadline = t0 + 60000000 + records * 100;  /* 60 s + 10,000 records/s */
-    uint64_t sum = 0;
-    rd_kafka_resp_err_t e = rd_kafka_assign(rk, all);
-    if (e) {
-        kb_say("consumer: rd_kafka_assign of %d partitions of %s: %s", o->partitions, topic,
-               rd_kafka_err2str(e));
-        goto out;
-    }
-    while (got < records && !kb_stop && kb_now_us() < deadline) {
-        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
-        if (!m)
-            continue;
-        if (m->err) {
-            kb_say("consumer: %s [%d]: %s", topic, m->partition, rd_kafka_message_errstr(m));
-            rd_kafka_message_destroy(m);
-            continue;
-        }
-        uint64_t seq;
-        int64_t produced;
-        if (kb_value_read(m, &seq, &produced))  /* the "processing": read what was sent */
-            sum += seq;
-        got++;
-        if (at_least_once)
-            kb_stores_put(stores, rk, m);
-        rd_kafka_message_destroy(m);
-    }
-    t1 = kb_now_us();
-    if (got < records) {
-        kb_say("consumer: %" PRId64 " of %" PRId64 " records of %s read before %s", got, records,
-               topic, kb_stop ? "Ctrl-C" : "the deadline");
-        goto out;
-    }
-    rate = (double)got / ((double)(t1 - t0) / 1e6);
-    if (at_least_once) {
-        /* The last second's offsets, then what the broker keeps for the group. */
-        e = rd_kafka_commit(rk, NULL, 0);
-        if (!e)
-            e = rd_kafka_committed(rk, all, 10000);
-        *committed = 0;
-        for (int i = 0; !e && i < all->cnt; i++)
-            *committed += all->elems[i].offset > 0 ? all->elems[i].offset : 0;
-        if (e)
-            kb_say("consumer: final commit for group %s: %s", group, rd_kafka_err2str(e));
-    }
-out:
-    (void)sum;
-    if (stores->failed)
-        kb_say("consumer: rd_kafka_offsets_store failed %" PRIu64 " times", stores->failed);
-    kb_stores_free(stores);
-    free(stores);
-    rd_kafka_topic_partition_list_destroy(all);
-    rd_kafka_consumer_close(rk);
-    rd_kafka_destroy(rk);
-    return rate;
-}
-
 /* ---- the broker ------------------------------------------------------------------ */
-
-/* Starts a one-node rig (tests/support/ukko_kafka.h), stopped by broker.sh's watchdog
- * if this process dies first. 0 (bootstrap and broker version filled), 1 no real
- * Kafka here (r->skipped says why), -1 failed (said on stderr). The caller runs
- * ukko_kafka_rig_stop whatever the outcome: a failed start keeps its logs until then. */
-static int rig_start(ukko_kafka_rig_t *rig, results_t *r)
-{
-    ukko_kafka_rig_opts_t opts = {.brokers = 1, .host = KB_HOST};
-    int rc = ukko_kafka_rig_start(rig, &opts);
-    if (rc == UKKO_KAFKA_RIG_SKIP) {
-        /* why reads "SKIPPED: no real Kafka (<reason>)": keep the reason */
-        const char *why = strchr(rig->why, '(');
-        snprintf(r->skipped, sizeof(r->skipped), "%.*s",
-                 why ? (int)strlen(why + 1) - 1 : (int)strlen(rig->why), why ? why + 1 : rig->why);
-        return 1;
-    }
-    if (rc != 0) {
-        kb_say("%s", rig->why);
-        return -1;
-    }
-    snprintf(r->bootstrap, sizeof(r->bootstrap), "%.255s", rig->bootstrap);
-    /* The broker's own word for its version (AppInfoParser logs it at start). */
-    char path[600], line[1024];
-    snprintf(path, sizeof(path), "%s/node-1/broker.log", rig->state);
-    snprintf(r->broker, sizeof(r->broker), "unknown");
-    FILE *f = fopen(path, "r");
-    while (f && fgets(line, sizeof(line), f)) {
-        char *v = strstr(line, "Kafka version: ");
-        if (v && sscanf(v + strlen("Kafka version: "), "%63[0-9A-Za-z.-]", r->broker) == 1)
-            break;
-    }
-    if (f)
-        fclose(f);
-    return 0;
-}
 
 /* ---- output ------------------------------------------------------------------ */
 
@@ -336,57 +197,13 @@ static double median(const double *v, int n)
     return k % 2 ? s[k / 2] : (s[k / 2 - 1] + s[k / 2]) / 2;
 }
 
-typedef struct jbuf {
-    char b[16384];
-    size_t n;
-} jbuf_t;
-
-__attribute__((format(printf, 2, 3))) static void jadd(jbuf_t *j, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    if (j->n < sizeof(j->b)) {
-        int w = vsnprintf(j->b + j->n, sizeof(j->b) - j->n, fmt, ap);
-        j->n += w > 0 ? (size_t)w : 0;
-    }
-    va_end(ap);
-}
-
-static void jstr(jbuf_t *j, const char *s)
-{
-    if (!s) {
-        jadd(j, "null");
-        return;
-    }
-    jadd(j, "\"");
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\')
-            jadd(j, "\\%c", c);
-        else if (c < 0x20)
-            jadd(j, "\\u%04x", c);
-        else
-            jadd(j, "%c", c);
-    }
-    jadd(j, "\"");
-}
-
-/* A whole number, or null when it was not measured (< 0). */
-static void jnum(jbuf_t *j, const char *key, double v)
-{
-    if (v < 0)
-        jadd(j, "\"%s\":null", key);
-    else
-        jadd(j, "\"%s\":%.0f", key, v);
-}
-
 /* What every figure carries: where and on what it was measured. */
-static void jhead(jbuf_t *j, const results_t *r, const kb_opts_t *o, double records)
+static void jhead(kb_json_t *j, const results_t *r, const kb_opts_t *o, double records)
 {
-    jadd(j, "\"broker\":");
-    jstr(j, r->broker[0] ? r->broker : NULL);
-    jadd(j, ",\"partitions\":%d,\"record_bytes\":%d,", o->partitions, o->size);
-    jnum(j, "records", records);
+    kb_jadd(j, "\"broker\":");
+    kb_jstr(j, r->broker[0] ? r->broker : NULL);
+    kb_jadd(j, ",\"partitions\":%d,\"record_bytes\":%d,", o->partitions, o->size);
+    kb_jnum(j, "records", records);
 }
 
 /* The worst of n cycles (longest gaps, latency, settle; duplicates summed); done
@@ -409,81 +226,81 @@ static kb_window_t window_worst(const kb_window_t *w, int n)
     return x;
 }
 
-static void jwindow_fields(jbuf_t *j, const kb_window_t *w, bool with_settle)
+static void jwindow_fields(kb_json_t *j, const kb_window_t *w, bool with_settle)
 {
-    jnum(j, "max_gap_partition_ms", w->done ? (double)w->gap_part_us / 1000 : -1);
-    jadd(j, ",");
-    jnum(j, "max_gap_group_ms", w->done ? (double)w->gap_group_us / 1000 : -1);
-    jadd(j, ",");
-    jnum(j, "duplicates", w->done ? (double)w->dups : -1);
-    jadd(j, ",");
-    jnum(j, "max_latency_ms", w->done ? (double)w->latency_us / 1000 : -1);
+    kb_jnum(j, "max_gap_partition_ms", w->done ? (double)w->gap_part_us / 1000 : -1);
+    kb_jadd(j, ",");
+    kb_jnum(j, "max_gap_group_ms", w->done ? (double)w->gap_group_us / 1000 : -1);
+    kb_jadd(j, ",");
+    kb_jnum(j, "duplicates", w->done ? (double)w->dups : -1);
+    kb_jadd(j, ",");
+    kb_jnum(j, "max_latency_ms", w->done ? (double)w->latency_us / 1000 : -1);
     if (with_settle) {
-        jadd(j, ",");
-        jnum(j, "settle_ms", w->done ? (double)w->settle_us / 1000 : -1);
+        kb_jadd(j, ",");
+        kb_jnum(j, "settle_ms", w->done ? (double)w->settle_us / 1000 : -1);
     }
 }
 
 /* "join": the worst of the cycles, then each cycle's own figures. */
-static void jcycles(jbuf_t *j, const char *name, const kb_window_t *w, int n)
+static void jcycles(kb_json_t *j, const char *name, const kb_window_t *w, int n)
 {
     kb_window_t worst = window_worst(w, n);
-    jadd(j, ",\"%s\":{", name);
+    kb_jadd(j, ",\"%s\":{", name);
     jwindow_fields(j, &worst, true);
-    jadd(j, ",\"cycles\":[");
+    kb_jadd(j, ",\"cycles\":[");
     for (int i = 0; i < n; i++) {
-        jadd(j, "%s{", i ? "," : "");
+        kb_jadd(j, "%s{", i ? "," : "");
         jwindow_fields(j, &w[i], true);
-        jadd(j, "}");
+        kb_jadd(j, "}");
     }
-    jadd(j, "]}");
+    kb_jadd(j, "]}");
 }
 
 static void print_json(const results_t *r, const kb_opts_t *o)
 {
-    jbuf_t *j = calloc(1, sizeof(*j));
+    kb_json_t *j = calloc(1, sizeof(*j));
     double bare = median(r->bare_rps, r->bare_runs), alo = median(r->alo_rps, r->alo_runs);
-    jadd(j, "{\"bench\":\"kafka_baseline\",\"skipped\":");
-    jstr(j, r->skipped[0] ? r->skipped : NULL);
-    jadd(j, ",\"quick\":%s,\"librdkafka\":", o->quick ? "true" : "false");
-    jstr(j, rd_kafka_version_str());
-    jadd(j, ",\"broker\":");
-    jstr(j, r->broker[0] ? r->broker : NULL);
-    jadd(j, ",\"loadavg\":[%.2f,%.2f]", r->load_start, r->load_end);
-    jadd(j, ",\"produce\":{");
+    kb_jadd(j, "{\"bench\":\"kafka_baseline\",\"skipped\":");
+    kb_jstr(j, r->skipped[0] ? r->skipped : NULL);
+    kb_jadd(j, ",\"quick\":%s,\"librdkafka\":", o->quick ? "true" : "false");
+    kb_jstr(j, rd_kafka_version_str());
+    kb_jadd(j, ",\"broker\":");
+    kb_jstr(j, r->broker[0] ? r->broker : NULL);
+    kb_jadd(j, ",\"loadavg\":[%.2f,%.2f]", r->load_start, r->load_end);
+    kb_jadd(j, ",\"produce\":{");
     jhead(j, r, o, r->produced > 0 ? (double)r->produced : -1);
-    jadd(j, ",");
-    jnum(j, "records_per_s", r->produced > 0 ? (double)r->produced / r->produce_s : -1);
-    jadd(j, ",\"acks\":\"all\",\"partitioner\":\"murmur2_random\"}");
+    kb_jadd(j, ",");
+    kb_jnum(j, "records_per_s", r->produced > 0 ? (double)r->produced / r->produce_s : -1);
+    kb_jadd(j, ",\"acks\":\"all\",\"partitioner\":\"murmur2_random\"}");
     for (int k = 0; k < 2; k++) {
         const double *v = k ? r->alo_rps : r->bare_rps;
         int n = k ? r->alo_runs : r->bare_runs;
-        jadd(j, ",\"%s\":{", k ? "at_least_once_consumer" : "bare_consumer");
+        kb_jadd(j, ",\"%s\":{", k ? "at_least_once_consumer" : "bare_consumer");
         jhead(j, r, o, r->produced > 0 ? (double)r->produced : -1);
-        jadd(j, ",");
-        jnum(j, "records_per_s", k ? alo : bare);
-        jadd(j, ",\"runs\":[");
+        kb_jadd(j, ",");
+        kb_jnum(j, "records_per_s", k ? alo : bare);
+        kb_jadd(j, ",\"runs\":[");
         for (int i = 0; i < n; i++)
-            jadd(j, "%s%.0f", i ? "," : "", v[i] > 0 ? v[i] : 0);
-        jadd(j, "]}");
+            kb_jadd(j, "%s%.0f", i ? "," : "", v[i] > 0 ? v[i] : 0);
+        kb_jadd(j, "]}");
     }
-    jadd(j, ",\"group\":{");
+    kb_jadd(j, ",\"group\":{");
     for (int k = 0; k < 2; k++) {
         const kb_gresult_t *g = &r->grp[k];
-        jadd(j, "%s\"%s\":{", k ? "," : "", k ? "range" : "cooperative-sticky");
+        kb_jadd(j, "%s\"%s\":{", k ? "," : "", k ? "range" : "cooperative-sticky");
         jhead(j, r, o, g->done ? (double)g->produced : -1);
-        jadd(j, ",\"members\":3,\"rate\":%d,", o->rate);
-        jnum(j, "lost", g->done ? (double)g->lost : -1);
-        jadd(j, ",");
-        jnum(j, "duplicates", g->done ? (double)g->dups : -1);
-        jadd(j, ",\"steady\":{");
+        kb_jadd(j, ",\"members\":3,\"rate\":%d,", o->rate);
+        kb_jnum(j, "lost", g->done ? (double)g->lost : -1);
+        kb_jadd(j, ",");
+        kb_jnum(j, "duplicates", g->done ? (double)g->dups : -1);
+        kb_jadd(j, ",\"steady\":{");
         jwindow_fields(j, &g->steady, false);
-        jadd(j, "}");
+        kb_jadd(j, "}");
         jcycles(j, "join", g->join, g->cycles);
         jcycles(j, "leave", g->leave, g->cycles);
-        jadd(j, "}");
+        kb_jadd(j, "}");
     }
-    jadd(j, "}}");
+    kb_jadd(j, "}}");
     printf("%s\n", j->b);
     fflush(stdout);
     free(j);
@@ -601,15 +418,15 @@ static int run_all(const char *bootstrap, const kb_opts_t *o, results_t *r)
     /* A warm-up read first: the broker's JIT and page cache, the same for both kinds. */
     int64_t committed = 0;
     kb_say("reading them: one warm-up read, then %d of each consumer, alternating", o->runs);
-    if (consume_all(bootstrap, topic, o, r->produced, false, 0, &committed) < 0)
+    if (kb_consume_all(bootstrap, topic, o->partitions, r->produced, false, 0, &committed) < 0)
         r->failures++;
     for (int i = 0; i < o->runs && !kb_stop; i++) {
-        r->bare_rps[r->bare_runs++] = consume_all(bootstrap, topic, o, r->produced, false, i + 1,
-                                                  &committed);
+        r->bare_rps[r->bare_runs++] = kb_consume_all(bootstrap, topic, o->partitions,
+                                                     r->produced, false, i + 1, &committed);
         if (kb_stop)
             break;
-        r->alo_rps[r->alo_runs++] = consume_all(bootstrap, topic, o, r->produced, true, i + 1,
-                                                &committed);
+        r->alo_rps[r->alo_runs++] = kb_consume_all(bootstrap, topic, o->partitions,
+                                                   r->produced, true, i + 1, &committed);
         r->alo_committed = committed;
         if (r->bare_rps[r->bare_runs - 1] < 0 || r->alo_rps[r->alo_runs - 1] < 0)
             r->failures++;
@@ -654,18 +471,19 @@ int main(int argc, char **argv)
     results_t *r = calloc(1, sizeof(*r));
     ukko_kafka_rig_t rig = {0};
     int rc = 0;
-    r->load_start = loadavg();
+    r->load_start = kb_loadavg();
     if (o.bootstrap) {
         snprintf(r->bootstrap, sizeof(r->bootstrap), "%s", o.bootstrap);
         snprintf(r->broker, sizeof(r->broker), "unknown");
     } else {
         kb_say("starting a Kafka broker (tests/kafka/broker.sh, KRaft, one node) on %s", KB_HOST);
-        int s = rig_start(&rig, r);
+        int s = kb_rig_start(&rig, KB_HOST, r->bootstrap, sizeof(r->bootstrap), r->broker,
+                             sizeof(r->broker), r->skipped, sizeof(r->skipped));
         if (s != 0) {
             ukko_kafka_rig_stop(&rig);
             if (s == 1)
                 printf("SKIPPED: no real Kafka (%s)\n", r->skipped);
-            r->load_end = loadavg();
+            r->load_end = kb_loadavg();
             print_json(r, &o);
             free(r);
             return s == 1 ? 0 : 1;
@@ -674,7 +492,7 @@ int main(int argc, char **argv)
     }
     if (!kb_stop && run_all(r->bootstrap, &o, r) < 0)
         r->failures++;
-    r->load_end = loadavg();
+    r->load_end = kb_loadavg();
     ukko_kafka_rig_stop(&rig);
     if (kb_stop) {
         kb_say("stopped by a signal: figures not measured are null");

@@ -14,6 +14,7 @@
 
 volatile sig_atomic_t kb_stop;
 char kb_self[4096];
+const char *kb_prog = "bench_kafka_baseline";
 
 void kb_on_signal(int sig)
 {
@@ -32,7 +33,7 @@ void kb_say(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    fputs("bench_kafka_baseline: ", stderr);
+    fprintf(stderr, "%s: ", kb_prog);
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
     va_end(ap);
@@ -169,6 +170,12 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 int kb_prod_init(kb_prod_t *p, const char *bootstrap, const char *topic, int size, char *why,
                  size_t why_size)
 {
+    return kb_prod_init_kv(p, bootstrap, topic, size, NULL, why, why_size);
+}
+
+int kb_prod_init_kv(kb_prod_t *p, const char *bootstrap, const char *topic, int size,
+                    const char *const more[], char *why, size_t why_size)
+{
     /* librdkafka's defaults (acks=all, linger.ms=5, no compression) but Kafka's
      * (Java's) partitioner, which ukko's shards follow. */
     static const char *const kv[] = {"partitioner", "murmur2_random", NULL};
@@ -179,6 +186,12 @@ int kb_prod_init(kb_prod_t *p, const char *bootstrap, const char *topic, int siz
     rd_kafka_conf_t *conf = kb_conf_new(bootstrap, kv, why, why_size);
     if (!conf)
         return -1;
+    for (int i = 0; more && more[i]; i += 2)
+        if (rd_kafka_conf_set(conf, more[i], more[i + 1], err, sizeof(err))) {
+            snprintf(why, why_size, "librdkafka config: %s", err);
+            rd_kafka_conf_destroy(conf);
+            return -1;
+        }
     rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
     rd_kafka_conf_set_opaque(conf, p);
     p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
@@ -195,10 +208,16 @@ int kb_prod_send(kb_prod_t *p, uint64_t seq, char *buf)
     char key[24];
     int klen = snprintf(key, sizeof(key), "k%" PRIu64, seq % KB_KEYS);
     kb_value_fill(buf, p->size, seq, kb_now_us());
+    return kb_prod_send_kv(p, seq, key, (size_t)klen, buf, (size_t)p->size);
+}
+
+int kb_prod_send_kv(kb_prod_t *p, uint64_t seq, const void *key, size_t klen, const void *value,
+                    size_t vlen)
+{
     for (;;) {
         rd_kafka_resp_err_t err = rd_kafka_producev(
-            p->rk, RD_KAFKA_V_TOPIC(p->topic), RD_KAFKA_V_KEY(key, (size_t)klen),
-            RD_KAFKA_V_VALUE(buf, (size_t)p->size), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+            p->rk, RD_KAFKA_V_TOPIC(p->topic), RD_KAFKA_V_KEY(key, klen),
+            RD_KAFKA_V_VALUE((void *)value, vlen), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
             RD_KAFKA_V_OPAQUE((void *)(uintptr_t)seq), RD_KAFKA_V_END);
         if (!err)
             return 0;

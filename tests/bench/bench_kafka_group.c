@@ -90,11 +90,11 @@ static void member_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             e = rd_kafka_assign(rk, NULL);
     }
     if (error) {
-        fprintf(stderr, "bench_kafka_baseline member: rebalance: %s\n",
+        fprintf(stderr, "%s member: rebalance: %s\n", kb_prog,
                 rd_kafka_error_string(error));
         rd_kafka_error_destroy(error);
     } else if (e) {
-        fprintf(stderr, "bench_kafka_baseline member: rebalance: %s\n", rd_kafka_err2str(e));
+        fprintf(stderr, "%s member: rebalance: %s\n", kb_prog, rd_kafka_err2str(e));
     }
     member_report_assignment(rk);
 }
@@ -120,13 +120,13 @@ int kb_member_main(const kb_opts_t *o)
     sigaction(SIGINT, &sa, NULL);
     rd_kafka_conf_t *conf = kb_conf_new(o->bootstrap, kv, why, sizeof(why));
     if (!conf) {
-        fprintf(stderr, "bench_kafka_baseline member %d: %s\n", o->id + 1, why);
+        fprintf(stderr, "%s member %d: %s\n", kb_prog, o->id + 1, why);
         return 1;
     }
     rd_kafka_conf_set_rebalance_cb(conf, member_rebalance);
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
     if (!rk) {
-        fprintf(stderr, "bench_kafka_baseline member %d: rd_kafka_new: %s\n", o->id + 1, err);
+        fprintf(stderr, "%s member %d: rd_kafka_new: %s\n", kb_prog, o->id + 1, err);
         rd_kafka_conf_destroy(conf);
         return 1;
     }
@@ -136,7 +136,7 @@ int kb_member_main(const kb_opts_t *o)
     rd_kafka_resp_err_t e = rd_kafka_subscribe(rk, sub);
     rd_kafka_topic_partition_list_destroy(sub);
     if (e) {
-        fprintf(stderr, "bench_kafka_baseline member %d: subscribe %s: %s\n", o->id + 1,
+        fprintf(stderr, "%s member %d: subscribe %s: %s\n", kb_prog, o->id + 1,
                 o->topic, rd_kafka_err2str(e));
         rd_kafka_destroy(rk);
         return 1;
@@ -147,7 +147,7 @@ int kb_member_main(const kb_opts_t *o)
         if (!m)
             continue;
         if (m->err) {
-            fprintf(stderr, "bench_kafka_baseline member %d: %s\n", o->id + 1,
+            fprintf(stderr, "%s member %d: %s\n", kb_prog, o->id + 1,
                     rd_kafka_message_errstr(m));
             rd_kafka_message_destroy(m);
             continue;
@@ -163,7 +163,7 @@ int kb_member_main(const kb_opts_t *o)
     free(stores);
     e = rd_kafka_consumer_close(rk);  /* revokes (the callback reports it), commits, leaves */
     if (e)
-        fprintf(stderr, "bench_kafka_baseline member %d: close: %s\n", o->id + 1,
+        fprintf(stderr, "%s member %d: close: %s\n", kb_prog, o->id + 1,
                 rd_kafka_err2str(e));
     wire_t w = {.type = 'C', .partition = -1, .t_us = kb_now_us()};
     member_send(&w);
