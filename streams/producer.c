@@ -151,7 +151,15 @@ int streams__producer_start(ukko_streams_t *st)
     char e[512];
     if (rd_kafka_conf_set(conf, "enable.idempotence", st->cfg->idempotence ? "true" : "false",
                           e, sizeof(e)) != RD_KAFKA_CONF_OK ||
-        rd_kafka_conf_set(conf, "client.id", "ukko-producer", e, sizeof(e)) != RD_KAFKA_CONF_OK) {
+        rd_kafka_conf_set(conf, "client.id", "ukko-producer", e, sizeof(e)) != RD_KAFKA_CONF_OK ||
+        /* Kafka's Java clients place keys by murmur2, and so do our shards
+         * (ukko_shard_of): a record a handler produces keyed by entity id
+         * lands in that entity's shard of the next stage. librdkafka's own
+         * default (consistent_random, CRC32) would not; kafka.properties'
+         * "partitioner" still wins. */
+        (!cJSON_GetObjectItemCaseSensitive(st->cfg->properties, "partitioner") &&
+         rd_kafka_conf_set(conf, "partitioner", "murmur2_random", e, sizeof(e)) !=
+             RD_KAFKA_CONF_OK)) {
         ukko_log(UKKO_LOG_ERROR, "streams", "producer settings refused: %s", e);
         rd_kafka_conf_destroy(conf);
         return UKKO_EINVAL;

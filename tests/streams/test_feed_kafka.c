@@ -117,9 +117,16 @@ Test(feed_kafka, orders_50000_records_all_reach_the_output_in_customer_order, .t
     cr_assert_geq(nout, 50000, "orders-processed holds %zu records, fewer than the 50000 orders",
                   nout);
     check_complete(in, nin, out, nout, true, true);
-    for (size_t i = 0; i < nout; i++)
+    for (size_t i = 0; i < nout; i++) {
         cr_assert(strstr(out[i].value, "\"node\":\"test-node:7355\""),
                   "the output names the node that handled it: %s", out[i].value);
+        /* ukko's producer places keys as Kafka's Java clients do, so the
+         * output feeds the next stage's shards (murmur2, not CRC32). */
+        cr_assert_eq(out[i].partition, ukko_shard_of(out[i].key, strlen(out[i].key), 12),
+                     "output key %s is in partition %d, not its murmur2 partition %d",
+                     out[i].key, out[i].partition,
+                     ukko_shard_of(out[i].key, strlen(out[i].key), 12));
+    }
     kc_free(in, nin);
     kc_free(out, nout);
 }
