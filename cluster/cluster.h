@@ -62,6 +62,7 @@ typedef struct ukko_cluster_sharding_config {
     int64_t rebalance_max_simultaneous; /* hand-offs under way at once, per type */
     int64_t handoff_timeout_ms;       /* a hand-off step not answered in this is asked again */
     int64_t max_message_bytes;        /* largest tell payload */
+    int64_t link_idle_ms;             /* a sharding link idle this long closes its connection */
 } ukko_cluster_sharding_config_t;
 
 /* The settings of cluster/ (keys cluster.*). Strings and lists are owned by

@@ -184,6 +184,10 @@ static const ukko_cfg_key_t sharding_keys[] = {
     {"cluster.sharding.max-message-bytes", UKKO_CFG_INT, CC(sharding.max_message_bytes),
      "1048576", 0, 67108864, NULL, NULL,
      "Largest payload of a tell by entity id, in bytes."},
+    {"cluster.sharding.link-idle-timeout", UKKO_CFG_DURATION, CC(sharding.link_idle_ms),
+     "\"60s\"", 100, 86400000, NULL, NULL,
+     "A node-to-node sharding connection that carried nothing for this long is closed (it "
+     "opens again with the next frame; the frame numbering carries on)."},
 };
 #undef CC
 

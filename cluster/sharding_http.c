@@ -192,6 +192,11 @@ void sh__metrics(ukko_buf_t *out, void *ud)
                      "already had (dropped).");
     ukko_prom_sample(out, "ukko_sharding_frames_duplicate_total", NULL, NULL, 0,
                      (double)s->frames_dup);
+    ukko_prom_family(out, "ukko_sharding_links_idle_closed_total", "counter",
+                     "Node-to-node sharding connections closed after "
+                     "cluster.sharding.link-idle-timeout with nothing to send.");
+    ukko_prom_sample(out, "ukko_sharding_links_idle_closed_total", NULL, NULL, 0,
+                     (double)s->links_idle_closed);
     ukko_prom_family(out, "ukko_sharding_frames_bad_total", "counter",
                      "Sharding frames that opened under the keyring but did not decode.");
     ukko_prom_sample(out, "ukko_sharding_frames_bad_total", NULL, NULL, 0,

@@ -276,17 +276,31 @@ int sh__link_send(sh_t *s, const cluster__addr_t *to, const uint8_t *body, size_
     return 0;
 }
 
-/* Links to addresses that hold no member any more, or idle for a minute. */
+/* Links to addresses that hold no member any more are freed with what they
+ * held (counted). A link idle for cluster.sharding.link-idle-timeout only
+ * closes its connection and gives back its buffers: the object stays, and
+ * with it the frame numbers, because the receiver remembers the last number
+ * it had from this process and drops every frame at or below it as already
+ * had (and acknowledges it). Numbering again from 1 after an idle spell
+ * lost every frame up to the old number. The object goes only with the
+ * member, whose next incarnation (a new uid) remembers nothing. */
 void sh__links_prune(sh_t *s)
 {
     cluster__mship_t *m = cluster__mship_of(s->c);
     int64_t now = ukko_now_ms();
+    int64_t idle_ms = s->cfg->link_idle_ms > 0 ? s->cfg->link_idle_ms : 60000;
     for (sh_link_t **pp = &s->links; *pp;) {
         sh_link_t *l = *pp;
         const cluster__member_t *mem = cluster__mship_find(m, &l->addr);
         bool gone = !mem || mem->status >= UKKO_MEMBER_DOWN;
-        bool idle = !l->out.len && now - l->last_used > 60000;
-        if (!gone && !idle) {
+        if (!gone) {
+            if (!l->out.len && l->fd >= 0 && now - l->last_used > idle_ms) {
+                link_close(l);
+                ev_timer_stop(s->loop, &l->retry);
+                ukko_buf_destroy(&l->out);
+                ukko_buf_destroy(&l->in);
+                s->links_idle_closed++;
+            }
             pp = &l->next;
             continue;
         }

@@ -127,6 +127,7 @@ struct ukko_sharding {
     /* counters */
     uint64_t tells_local, tells_remote, tells_forwarded, tells_dropped, tells_full;
     uint64_t handoffs, handoff_ms_sum, frames_in, frames_bad, link_drops;
+    uint64_t links_idle_closed;
 };
 
 /* sharding.c: a frame from a link (or from self); returns the number to

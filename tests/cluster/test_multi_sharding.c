@@ -654,3 +654,48 @@ Test(multi_sharding, tells_survive_broken_links, .init = setup, .fini = teardown
      * happen (a kernel without socket destroy support leaves it at 0). */
     printf("frames written again and dropped by the receivers: %g\n", dup);
 }
+
+/* Links idle for cluster.sharding.link-idle-timeout close their connection
+ * and open again with the next tell: the receivers, which remember the last
+ * frame number they had from each sender, must not take the tells after an
+ * idle spell for frames written again (dropped and acknowledged, so lost). */
+Test(multi_sharding, tells_after_idle_links_arrive, .init = setup, .fini = teardown,
+     .timeout = 180)
+{
+    extra_env = "UKKO_CLUSTER_SHARDING_LINK_IDLE_TIMEOUT=300ms";
+    for (int i = 0; i < 3; i++)
+        start_node(i);
+    for (int i = 0; i < 3; i++)
+        wait_ready(i);
+    int owner[SHARDS];
+    wait_tables(owner, 30000);
+    for (int round = 0; round < 3; round++) {
+        double closed[3];
+        for (int i = 0; i < 3; i++)
+            closed[i] = metric(i, "ukko_sharding_links_idle_closed_total");
+        for (int i = 0; i < 3; i++)
+            send_from(i, 4);
+        wait_delivered(30000);
+        /* links that carried those tells go idle and close (the
+         * coordinator's, which resends tables every second, may not) */
+        int64_t end = now_ms() + 30000;
+        for (;;) {
+            double more = 0, v[3];
+            for (int i = 0; i < 3; i++) {
+                v[i] = metric(i, "ukko_sharding_links_idle_closed_total");
+                more += v[i] - closed[i];
+            }
+            if (more >= 2)
+                break;
+            cr_assert_lt(now_ms(), end,
+                         "round %d: fewer than 2 idle links closed (nodes: %g %g %g, were %g "
+                         "%g %g)",
+                         round, v[0], v[1], v[2], closed[0], closed[1], closed[2]);
+            usleep(100 * 1000);
+        }
+    }
+    /* after the last idle spell too */
+    for (int i = 0; i < 3; i++)
+        send_from(i, 4);
+    wait_delivered(30000);
+}
