@@ -1044,11 +1044,15 @@ void ukko_sharding_stop_now(ukko_sharding_t *s)
             sh_shard_t *sh = &ty->sh[i];
             if (sh->state == R_NONE)
                 continue;
-            /* A feed already stopping for a hand-off finishes that stop: its
-             * stop is called once per start. */
-            bool feeding = sh->state == R_RUNNING || sh->state == R_FENCING;
+            /* A feed already stopping for a hand-off is told again, at once:
+             * its drain must not outlive this node's shard (the next owner
+             * starts after the down-removal margin), and records it would
+             * hand on would find no shard here. The hook accepts an at-once
+             * stop after a graceful one and answers both. */
+            bool hooked = sh->state == R_RUNNING || sh->state == R_FENCING ||
+                          (sh->state == R_STOPPING && !sh->hook_done);
             sh->state = R_NONE;
-            if (ty->has_hooks && ty->hooks.stop && feeding)
+            if (ty->has_hooks && ty->hooks.stop && hooked)
                 ty->hooks.stop(ty->hooks.ud, ty->name, i, true, on_hook_stopped, sh);
             sh__entities_stop(sh, true);
         }

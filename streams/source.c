@@ -272,6 +272,21 @@ static void deliver(streams__rec_t *rec)
         .origin = rec,
     };
     int rc = st->api->deliver(st->sharding, src->type, part->partition, &m, on_done, rec);
+    if (rc == UKKO_ENOENT) {
+        /* The shard no longer runs here (stopped at once under a record
+         * waiting to retry): not the record's fault. It is neither acked
+         * nor dead-lettered, so the partition's committable prefix ends
+         * before it and the next owner reads it from the commit. */
+        part->cancelled++;
+        ukko_logf(UKKO_LOG_INFO, "streams",
+                  UKKO_FIELDS(UKKO_FS("type", src->type), UKKO_FI("partition", part->partition),
+                              UKKO_FI("offset", msg->offset)),
+                  "%s/%d offset %lld: its shard no longer runs on this node; left to the next "
+                  "owner (not committed, not dead-lettered)",
+                  src->topic, part->partition, (long long)msg->offset);
+        streams__rec_finish(rec, UKKO_ECANCELED);
+        return;
+    }
     if (rc < 0) {
         snprintf(rec->error, sizeof(rec->error), "sharding refused the record: %s",
                  ukko_strerror(rc));

@@ -193,6 +193,7 @@ struct streams__part {
     struct streams__rec *recs; /* every record of it still held */
     /* counters, loop thread */
     uint64_t processed, failed, retried, dead_letters, pauses;
+    uint64_t cancelled; /* records left to the next owner: their shard was gone here */
     uint64_t max_open; /* the most records open at once (backpressure's bound) */
     streams__part_t *next; /* the source's list */
 };

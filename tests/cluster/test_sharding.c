@@ -6,7 +6,7 @@
  * thread with the handler's status, a deferred message is done only after
  * its ack from another thread, a tell from another thread is handled, and
  * a stop at once stops every feed with at_once. */
-#include "sharding_internal.h"
+#include "sharding_runtime.h"
 
 #include <criterion/criterion.h>
 #include <ev.h>
@@ -45,6 +45,10 @@ static int hook_start(void *ud, const char *type, int32_t shard)
     return 0;
 }
 
+static bool hold_graceful;          /* a graceful stop is answered later */
+static ukko_shard_stopped_fn held_done;
+static void *held_arg;
+
 static void hook_stop(void *ud, const char *type, int32_t shard, bool at_once,
                       ukko_shard_stopped_fn done, void *arg)
 {
@@ -52,6 +56,11 @@ static void hook_stop(void *ud, const char *type, int32_t shard, bool at_once,
     (void)type;
     stops[shard]++;
     stops_at_once += at_once;
+    if (hold_graceful && !at_once && !held_done) {
+        held_done = done; /* still draining */
+        held_arg = arg;
+        return;
+    }
     done(arg);
 }
 
@@ -112,6 +121,8 @@ static void setup(void)
     memset(stops, 0, sizeof(stops));
     stops_at_once = 0;
     refused_once = false;
+    hold_graceful = false;
+    held_done = NULL;
     atomic_store(&handled, 0);
     atomic_store(&state_inits, 0);
     atomic_store(&wrong, 0);
@@ -252,6 +263,40 @@ Test(sharding, a_stop_at_once_stops_every_feed, .init = setup, .fini = teardown,
     cr_expect_eq(stops_at_once, NSH, "every feed stopped at once (saw %d)", stops_at_once);
     for (int s = 0; s < NSH; s++)
         cr_expect_eq(stops[s], 1, "shard %d's feed stopped %d time(s)", s, stops[s]);
+    ukko_entity_msg_t m = {1, "a", 1, "", 0, "", NULL};
+    cr_expect_eq(ukko_entity_deliver(sh, "t", 0, &m, on_done, NULL), UKKO_ENOENT,
+                 "nothing runs after the stop");
+}
+
+static bool shard0_stopping(void)
+{
+    return stops[0] == 1;
+}
+
+/* A shard whose feed is still draining for a hand-off when the node is
+ * downed: its feed is told again, at once (it must not outlive the shard,
+ * and records it would deliver would find none). */
+Test(sharding, a_stop_at_once_reaches_a_feed_already_stopping, .init = setup, .fini = teardown,
+     .timeout = 60)
+{
+    cr_assert(run_until(all_started, 20000));
+    hold_graceful = true;
+    /* the coordinator (this node) asks for shard 0 back, no fencers */
+    ukko_buf_t b;
+    ukko_buf_init(&b, 4096);
+    sh_put_header(&b, UKKO_WIRE_SH_HANDOFF, &sh->self, 0);
+    sh_put_name(&b, "t");
+    sh_put_u32(&b, 0);
+    sh_put_u16(&b, 0);
+    sh__on_frame(sh, (const uint8_t *)b.data, b.len);
+    ukko_buf_destroy(&b);
+    cr_assert(run_until(shard0_stopping, 10000), "the hand-off stopped shard 0's feed");
+    cr_assert_not_null(held_done, "the graceful stop is still draining");
+    ukko_sharding_stop_now(sh);
+    cr_expect_eq(stops[0], 2, "shard 0's draining feed was told to stop at once too (stops: %d)",
+                 stops[0]);
+    cr_expect_eq(stops_at_once, NSH, "every feed stopped at once (saw %d)", stops_at_once);
+    held_done(held_arg);
     ukko_entity_msg_t m = {1, "a", 1, "", 0, "", NULL};
     cr_expect_eq(ukko_entity_deliver(sh, "t", 0, &m, on_done, NULL), UKKO_ENOENT,
                  "nothing runs after the stop");

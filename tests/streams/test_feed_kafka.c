@@ -525,3 +525,81 @@ Test(feed_kafka, records_not_keyed_by_murmur2_are_handled_and_counted_and_traces
     kc_free(in, nin);
     kc_free(o, no);
 }
+
+static tally_cfg_t gone_cfg = {.out = "gone-out"};
+static const ukko_entity_type_t gone_type = {
+    .name = "gone",
+    .state_size = TALLY_STATE_SIZE,
+    .handler = tally_handler,
+    .ud = &gone_cfg,
+};
+
+typedef struct gone_seen {
+    uint64_t failed, dead, cancelled;
+} gone_seen_t;
+
+static void gone_count(feed_t *f, gone_seen_t *g)
+{
+    memset(g, 0, sizeof(*g));
+    for (streams__part_t *p = feed_source(f, "gone")->parts; p; p = p->next) {
+        g->failed += p->failed;
+        g->dead += p->dead_letters;
+        g->cancelled += p->cancelled;
+    }
+}
+
+static bool poison_failed_rest_done(feed_t *f, void *arg)
+{
+    (void)arg;
+    gone_seen_t g;
+    gone_count(f, &g);
+    return g.failed >= 1 && feed_done(f, "gone") >= 19;
+}
+
+static bool retry_settled(feed_t *f, void *arg)
+{
+    (void)arg;
+    gone_seen_t g;
+    gone_count(f, &g);
+    return g.cancelled >= 1 || g.dead >= 1;
+}
+
+/* A record waiting to be tried again when its shard is gone from this node
+ * (sharding answers UKKO_ENOENT): it is left to the next owner, neither
+ * counted as a handler failure nor dead-lettered (a dead letter would also
+ * commit past it). */
+Test(feed_kafka, a_record_retried_after_its_shard_is_gone_is_not_dead_lettered, .timeout = 300)
+{
+    ukko_kafka_rig_t k;
+    attach(&k);
+    topic(&k, "gone-in", 1);
+    topic(&k, "gone-out", 1);
+    topic(&k, "gone-in.dlq", 1);
+    ukko_buf_t lines;
+    ukko_buf_init(&lines, 0);
+    for (int i = 0; i < 20; i++)
+        (void)ukko_buf_printf(&lines, "k%d\t{\"n\":%d%s}\n", i % 5, i,
+                              i == 5 ? ",\"poison\":true" : "");
+    kc_produce(k.bootstrap, "gone-in", lines.data);
+    ukko_buf_destroy(&lines);
+
+    const char *env[] = {"UKKO_KAFKA_MAX_RETRIES=3", "UKKO_KAFKA_RETRY_BACKOFF=1s", NULL};
+    feed_t f;
+    feed_open(&f, k.bootstrap, env);
+    feed_add(&f, &gone_type, "gone-in");
+    feed_start(&f, "gone");
+    feed_run_until(&f, poison_failed_rest_done, NULL, 60000,
+                   "the poison record failed once, the 19 others handled");
+    /* the shard is gone from the sharding (as after a stop at once) while
+     * the record waits for its retry */
+    fs_stop(f.sh);
+    feed_run_until(&f, retry_settled, NULL, 60000, "the waiting record settled");
+    gone_seen_t g;
+    gone_count(&f, &g);
+    cr_expect_eq(g.dead, 0, "no dead letter for a record whose shard is gone (%llu)",
+                 (unsigned long long)g.dead);
+    cr_expect_eq(g.failed, 1, "only the handler's own failure counts, not %llu",
+                 (unsigned long long)g.failed);
+    cr_expect_geq(g.cancelled, 1, "the record is left to the next owner");
+    feed_close(&f);
+}
