@@ -334,9 +334,11 @@ int ukko_sharding_set_shards(ukko_sharding_t *s, const char *type, int32_t shard
 /* Sends a message to an entity by id from any node: delivered locally when
  * this node owns its shard, else over node-to-node TCP to the owner;
  * buffered (bounded) while the shard has no owner or is handed off. Copies
- * data. Returns 0, UKKO_EAGAIN when the buffer is full (logged with the
- * type, shard and the key that raises the limit), UKKO_EINVAL for an unknown
- * type. Loop thread; from any other thread (an entity's handler telling
+ * data. Returns 0, UKKO_EAGAIN when the buffer is full or the link to the
+ * owner holds all it may before the owner acknowledges (logged with the
+ * type, shard and the key that raises the limit; nothing was sent: try
+ * again later), UKKO_E2BIG when the tell does not fit one frame
+ * (cluster.max-sync-bytes), UKKO_EINVAL for an unknown type. Loop thread; from any other thread (an entity's handler telling
  * another entity) the tell is queued to the loop thread and 0 means queued
  * (a full buffer there is logged and counted, not returned). */
 int ukko_entity_tell(ukko_sharding_t *s, const char *type, const char *id, size_t id_len,

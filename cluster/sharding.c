@@ -110,10 +110,10 @@ static void kick(sh_t *s)
     }
 }
 
-void sh__send(sh_t *s, uint32_t to, const ukko_buf_t *body)
+int sh__send(sh_t *s, uint32_t to, const ukko_buf_t *body)
 {
     if (to == SH_NONE || !body->len)
-        return;
+        return UKKO_EINVAL;
     if (to == s->self_ident) {
         struct sh_local *l = malloc(sizeof(*l) + body->len);
         if (!l) {
@@ -129,12 +129,14 @@ void sh__send(sh_t *s, uint32_t to, const ukko_buf_t *body)
             s->lhead = l;
         s->ltail = l;
         kick(s);
-        return;
+        return 0;
     }
     sh_node_t n;
     sh__node_of(s, to, &n);
-    if (sh__link_send(s, &n.addr, (const uint8_t *)body->data, body->len) < 0)
+    int rc = sh__link_send(s, &n.addr, (const uint8_t *)body->data, body->len);
+    if (rc < 0)
         s->link_drops++;
+    return rc;
 }
 
 static void body_init(sh_t *s, ukko_buf_t *b, uint8_t kind)
@@ -337,18 +339,46 @@ static int hold(sh_shard_t *sh, uint32_t msg_type, const char *id, size_t id_len
     return 0;
 }
 
-static void send_tell(sh_shard_t *sh, uint32_t to, uint8_t hop, uint32_t msg_type, const char *id,
-                      size_t id_len, const void *data, size_t len, const char *tp)
+/* 0, UKKO_EAGAIN (the link to the owner is full: nothing was sent), or
+ * UKKO_E2BIG (the tell does not fit a frame). Logs a refusal (at most every
+ * 5 s), naming the shard and the setting that raises the limit. */
+static int send_tell(sh_shard_t *sh, uint32_t to, uint8_t hop, uint32_t msg_type, const char *id,
+                     size_t id_len, const void *data, size_t len, const char *tp)
 {
     sh_t *s = sh->type->s;
     ukko_buf_t b;
     ukko_buf_init(&b, (size_t)s->c->cc->max_sync_bytes);
-    if (sh_put_tell(&b, &s->self, sh->type->name, sh->id, hop, msg_type, id, id_len, tp, data,
-                    len) == 0)
-        sh__send(s, to, &b);
-    else
-        s->tells_dropped++;
+    int rc = sh_put_tell(&b, &s->self, sh->type->name, sh->id, hop, msg_type, id, id_len, tp,
+                         data, len);
+    if (rc == 0)
+        rc = sh__send(s, to, &b);
     ukko_buf_destroy(&b);
+    if (rc == 0)
+        return 0;
+    if (rc != UKKO_EAGAIN)
+        rc = UKKO_E2BIG;
+    int64_t now = ukko_now_ms();
+    if (now - s->last_refused_log >= 5000) {
+        s->last_refused_log = now;
+        char owner[160];
+        sh__member_name(s, to, owner, sizeof(owner));
+        if (rc == UKKO_EAGAIN)
+            ukko_logf(UKKO_LOG_WARN, "sharding",
+                      UKKO_FIELDS(UKKO_FS("type", sh->type->name), UKKO_FI("shard", sh->id),
+                                  UKKO_FS("owner", owner)),
+                      "a tell to shard %s/%d is refused (UKKO_EAGAIN): the link to its owner %s "
+                      "is full of frames it has not acknowledged; the caller may try again, "
+                      "and 8 x cluster.max-sync-bytes is the link's room",
+                      sh->type->name, (int)sh->id, owner);
+        else
+            ukko_logf(UKKO_LOG_WARN, "sharding",
+                      UKKO_FIELDS(UKKO_FS("type", sh->type->name), UKKO_FI("shard", sh->id),
+                                  UKKO_FI("bytes", len)),
+                      "a tell of %zu bytes to shard %s/%d does not fit one frame: refused "
+                      "(UKKO_E2BIG); raise cluster.max-sync-bytes above the largest tell",
+                      len, sh->type->name, (int)sh->id);
+    }
+    return rc;
 }
 
 static bool delivers(const sh_shard_t *sh)
@@ -366,6 +396,17 @@ static void flush_held(sh_shard_t *sh)
         if (sh->owner == s->self_ident && !delivers(sh))
             return;
         sh_held_t *h = sh->head;
+        if (sh->owner != s->self_ident) {
+            int rc = send_tell(sh, sh->owner, 1, h->msg_type, h->id, h->id_len, h->data, h->len,
+                               h->tp);
+            if (rc == UKKO_EAGAIN) {
+                /* Still held, in order: tried again on the next tick. */
+                s->held_blocked = true;
+                return;
+            }
+            if (rc < 0)
+                s->tells_dropped++; /* logged by send_tell */
+        }
         sh->head = h->next;
         if (!sh->head)
             sh->tail = NULL;
@@ -374,8 +415,6 @@ static void flush_held(sh_shard_t *sh)
         if (sh->owner == s->self_ident)
             (void)sh__deliver(sh, h->id, h->id_len, h->msg_type, h->data, h->len, h->tp, NULL,
                               NULL, NULL);
-        else
-            send_tell(sh, sh->owner, 1, h->msg_type, h->id, h->id_len, h->data, h->len, h->tp);
         held_free(h);
     }
 }
@@ -622,12 +661,13 @@ static void on_tell(sh_t *s, const sh_frame_t *f)
         return;
     }
     if (f->hop == 0 && !sh->head && sh->owner != SH_NONE && !sh->moving &&
-        sh->owner != s->self_ident) {
-        s->tells_forwarded++;
+        sh->owner != s->self_ident &&
         send_tell(sh, sh->owner, 1, f->msg_type, f->id, f->id_len, f->data, f->len,
-                  f->traceparent);
+                  f->traceparent) == 0) {
+        s->tells_forwarded++;
         return;
     }
+    /* A forward the owner's link refused is held here and goes on later. */
     if (hold(sh, f->msg_type, f->id, f->id_len, f->data, f->len, f->traceparent) < 0) {
         s->tells_dropped++;
         return;
@@ -765,11 +805,15 @@ static void run(sh_t *s)
     int64_t now = ukko_now_ms();
     feed_view(s);
     s->co_next = shard__co_tick(s->co);
+    bool retry_held = s->held_blocked;
+    s->held_blocked = false;
     for (size_t t = 0; t < s->ntypes; t++)
         for (int32_t i = 0; i < s->types[t].n; i++) {
             sh_shard_t *sh = &s->types[t].sh[i];
             if (sh->state == R_FENCING || sh->state == R_STOPPING)
                 sh__shard_progress(sh);
+            if (retry_held && sh->head)
+                flush_held(sh);
         }
     if (s->going_away) {
         size_t running = 0;
@@ -1136,8 +1180,12 @@ int ukko_entity_tell(ukko_sharding_t *s, const char *type, const char *id, size_
             return sh__deliver(sh, id, id_len, msg_type, data, len, NULL, NULL, NULL, NULL);
         }
         if (sh->owner != s->self_ident) {
+            int rc = send_tell(sh, sh->owner, 0, msg_type, id, id_len, data, len, NULL);
+            if (rc < 0) {
+                s->tells_full += rc == UKKO_EAGAIN;
+                return rc;
+            }
             s->tells_remote++;
-            send_tell(sh, sh->owner, 0, msg_type, id, id_len, data, len, NULL);
             return 0;
         }
     }

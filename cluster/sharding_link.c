@@ -246,10 +246,12 @@ int sh__link_send(sh_t *s, const cluster__addr_t *to, const uint8_t *body, size_
         sealed[2] = (uint8_t)(len >> 8);
         sealed[3] = (uint8_t)len;
         rc = ukko_buf_append(&l->out, sealed, len + 4);
+        if (rc == UKKO_E2BIG)
+            rc = UKKO_EAGAIN; /* the queue is full, not the frame too large */
     }
     free(sealed);
     if (rc < 0) {
-        if (!l->full_logged && rc == UKKO_E2BIG) {
+        if (!l->full_logged && rc == UKKO_EAGAIN) {
             l->full_logged = true;
             char a[64];
             cluster__addr_format(&l->addr, a, sizeof(a));

@@ -123,7 +123,8 @@ struct ukko_sharding {
     ukko_actor_t *sink; /* completions and tells from other threads, on the loop thread */
     pthread_t loop_thread;
     size_t nheld;       /* tells held, all shards */
-    int64_t next_passivate, last_full_log;
+    int64_t next_passivate, last_full_log, last_refused_log;
+    bool held_blocked;  /* a held tell waits for room on its owner's link */
     /* counters */
     uint64_t tells_local, tells_remote, tells_forwarded, tells_dropped, tells_full;
     uint64_t handoffs, handoff_ms_sum, frames_in, frames_bad, link_drops;
@@ -133,7 +134,9 @@ struct ukko_sharding {
 /* sharding.c: a frame from a link (or from self); returns the number to
  * acknowledge for a SEQ frame, else 0. */
 uint64_t sh__on_frame(sh_t *s, const uint8_t *body, size_t n);
-void sh__send(sh_t *s, uint32_t to, const ukko_buf_t *body);
+/* 0, or the link's refusal (UKKO_EAGAIN: full; UKKO_E2BIG: too large),
+ * counted in link_drops. */
+int sh__send(sh_t *s, uint32_t to, const ukko_buf_t *body);
 uint32_t sh__ident_of(sh_t *s, const sh_node_t *node);
 void sh__node_of(sh_t *s, uint32_t ident, sh_node_t *out);
 bool sh__member_gone(sh_t *s, uint32_t ident);
@@ -155,7 +158,10 @@ void sh__passivate(sh_t *s, int64_t now);
 int sh__tell_queue(sh_t *s, const char *type, const char *id, size_t id_len, uint32_t msg_type,
                    const void *data, size_t len);
 
-/* sharding_link.c */
+/* sharding_link.c: queues one frame to the member at `to`. 0, UKKO_EAGAIN
+ * (its link holds 8 x cluster.max-sync-bytes not acknowledged: logged once
+ * per fill), UKKO_E2BIG (the frame is over cluster.max-sync-bytes), or
+ * UKKO_ENOMEM. */
 int sh__link_send(sh_t *s, const cluster__addr_t *to, const uint8_t *body, size_t n);
 void sh__links_prune(sh_t *s);
 void sh__links_free(sh_t *s);

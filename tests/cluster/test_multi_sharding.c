@@ -699,3 +699,55 @@ Test(multi_sharding, tells_after_idle_links_arrive, .init = setup, .fini = teard
         send_from(i, 4);
     wait_delivered(30000);
 }
+
+/* POST /counter/send on node i: the status, and the answer in out. */
+static int try_send(int i, int ids, int rounds, char *out, size_t outlen)
+{
+    char host[32], path[128];
+    host_of(i, host, sizeof(host));
+    snprintf(path, sizeof(path), "/counter/send?prefix=e&ids=%d&n=%d", ids, rounds);
+    ukko_buf_t b;
+    ukko_buf_init(&b, 4096);
+    int st = ut_http(host, 8558, "POST", path, &b, 10000);
+    snprintf(out, outlen, "%s", b.data ? b.data : "");
+    ukko_buf_destroy(&b);
+    return st;
+}
+
+/* A link whose peer stopped reading fills up (8 x cluster.max-sync-bytes of
+ * frames not acknowledged): a tell to that peer is refused with UKKO_EAGAIN
+ * (the counter app answers 503 and does not count it as sent), never
+ * reported as sent and then dropped. Once the peer reads again, every tell
+ * counted as sent arrives. */
+Test(multi_sharding, a_tell_to_a_full_link_is_refused_not_lost, .init = setup, .fini = teardown,
+     .timeout = 180)
+{
+    extra_env = "UKKO_CLUSTER_MAX_SYNC_BYTES=65536";
+    for (int i = 0; i < 2; i++)
+        start_node(i);
+    for (int i = 0; i < 2; i++)
+        wait_ready(i);
+    int owner[SHARDS];
+    wait_tables(owner, 30000);
+    cr_assert_gt(count_owned(owner, 1), 0, "node 1 owns shards");
+    send_from(0, 1);
+    wait_delivered(30000);
+    /* node 1 stops reading (briefly: long before it could be downed) */
+    cr_assert_eq(kill(pids[1], SIGSTOP), 0);
+    char ans[512] = "";
+    int st = 0;
+    for (int k = 0; k < 5 && st != 503; k++)
+        st = try_send(0, IDS, 2000, ans, sizeof(ans));
+    cr_assert_eq(kill(pids[1], SIGCONT), 0);
+    cr_assert_eq(st, 503, "tells to a node that stopped reading are refused once its link is "
+                          "full (answer %d: %s)", st, ans);
+    cr_expect(strstr(ans, ukko_strerror(UKKO_EAGAIN)) != NULL,
+              "refused with UKKO_EAGAIN (%s): the caller may try again", ans);
+    /* node 1 reads again: the link drains and takes tells again */
+    int64_t end = now_ms() + 30000;
+    while ((st = try_send(0, IDS, 1, ans, sizeof(ans))) != 200) {
+        cr_assert_lt(now_ms(), end, "node 0 never took tells again: %d %s", st, ans);
+        usleep(100 * 1000);
+    }
+    wait_delivered(60000);
+}
