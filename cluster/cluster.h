@@ -58,6 +58,8 @@ typedef struct ukko_cluster_sharding_config {
     int64_t down_removal_margin_ms;   /* shards of a Down member move only after this */
     int64_t passivate_idle_ms;        /* an entity idle this long is stopped */
     int64_t buffer_size;              /* tells held while shards have no owner, per node */
+    int64_t buffer_bytes;             /* and their bytes */
+    int64_t link_buffer_bytes;        /* frames on all links not yet acknowledged, bytes */
     int64_t rebalance_interval_ms;    /* how often the coordinator looks at the balance */
     int64_t rebalance_max_simultaneous; /* hand-offs under way at once, per type */
     int64_t handoff_timeout_ms;       /* a hand-off step not answered in this is asked again */

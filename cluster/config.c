@@ -169,6 +169,15 @@ static const ukko_cfg_key_t sharding_keys[] = {
      100000000, NULL, NULL,
      "Tells a node holds, over all shards, while their shard has no owner or is handed off; "
      "past it ukko_entity_tell returns UKKO_EAGAIN (Pekko: 100000)."},
+    {"cluster.sharding.buffer-bytes", UKKO_CFG_INT, CC(sharding.buffer_bytes), "67108864",
+     65536, 68719476736, NULL, NULL,
+     "Bytes of the tells a node holds (see buffer-size; a tell may be up to max-message-bytes); "
+     "past it ukko_entity_tell returns UKKO_EAGAIN."},
+    {"cluster.sharding.link-buffer-bytes", UKKO_CFG_INT, CC(sharding.link_buffer_bytes),
+     "268435456", 65536, 68719476736, NULL, NULL,
+     "Bytes of sharding frames a node keeps queued to all members together until they "
+     "acknowledge them (each link also holds at most 8 x cluster.max-sync-bytes); past it a tell "
+     "to another node returns UKKO_EAGAIN."},
     {"cluster.sharding.rebalance-interval", UKKO_CFG_DURATION,
      CC(sharding.rebalance_interval_ms), "\"1s\"", 50, 3600000, NULL, NULL,
      "How often the coordinator looks at the balance of shards over the members (Pekko: "

@@ -302,6 +302,23 @@ static int hold(sh_shard_t *sh, uint32_t msg_type, const char *id, size_t id_len
                 const void *data, size_t len, const char *tp)
 {
     sh_t *s = sh->type->s;
+    size_t bytes = sizeof(sh_held_t) + id_len + len + 1;
+    if (s->nheld < (size_t)s->cfg->buffer_size &&
+        s->held_bytes + bytes > (size_t)s->cfg->buffer_bytes) {
+        s->tells_full++;
+        int64_t now = ukko_now_ms();
+        if (now - s->last_full_log >= 5000) {
+            s->last_full_log = now;
+            ukko_logf(UKKO_LOG_WARN, "sharding",
+                      UKKO_FIELDS(UKKO_FS("type", sh->type->name), UKKO_FI("shard", sh->id),
+                                  UKKO_FI("held_bytes", s->held_bytes)),
+                      "%zu bytes of tells are held while shards have no owner (shard %s/%d "
+                      "now): the buffer's bytes are used up, tells are refused (UKKO_EAGAIN); "
+                      "raise cluster.sharding.buffer-bytes",
+                      s->held_bytes, sh->type->name, (int)sh->id);
+        }
+        return UKKO_EAGAIN;
+    }
     if (s->nheld >= (size_t)s->cfg->buffer_size) {
         s->tells_full++;
         int64_t now = ukko_now_ms();
@@ -336,6 +353,7 @@ static int hold(sh_shard_t *sh, uint32_t msg_type, const char *id, size_t id_len
     sh->tail = h;
     sh->nheld++;
     s->nheld++;
+    s->held_bytes += bytes;
     return 0;
 }
 
@@ -412,6 +430,7 @@ static void flush_held(sh_shard_t *sh)
             sh->tail = NULL;
         sh->nheld--;
         s->nheld--;
+        s->held_bytes -= sizeof(sh_held_t) + h->id_len + h->len + 1;
         if (sh->owner == s->self_ident)
             (void)sh__deliver(sh, h->id, h->id_len, h->msg_type, h->data, h->len, h->tp, NULL,
                               NULL, NULL);

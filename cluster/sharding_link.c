@@ -67,6 +67,7 @@ static void link_acked(sh_link_t *l, uint64_t seq)
         l->base_seq++;
     }
     ukko_buf_consume(&l->out, pos);
+    l->s->link_bytes -= pos;
     l->off = l->off > pos ? l->off - pos : 0;
     l->backoff_ms = 0;
     l->full_logged = false;
@@ -240,7 +241,19 @@ int sh__link_send(sh_t *s, const cluster__addr_t *to, const uint8_t *body, size_
     free(wrapped);
     if (rc == 0 && len > (size_t)c->cc->max_sync_bytes)
         rc = UKKO_E2BIG; /* the receiver would refuse it */
-    if (rc == 0) {
+    bool node_full = rc == 0 && s->link_bytes + len + 4 > (size_t)s->cfg->link_buffer_bytes;
+    if (node_full) {
+        rc = UKKO_EAGAIN; /* every link together holds all the node allows */
+        int64_t now = ukko_now_ms();
+        if (now - s->last_link_full_log >= 5000) {
+            s->last_link_full_log = now;
+            ukko_logf(UKKO_LOG_WARN, "sharding", UKKO_FIELDS(UKKO_FI("bytes", s->link_bytes)),
+                      "this node's sharding links hold %zu bytes their members have not "
+                      "acknowledged: frames are refused (UKKO_EAGAIN) until they do; raise "
+                      "cluster.sharding.link-buffer-bytes",
+                      s->link_bytes);
+        }
+    } else if (rc == 0) {
         sealed[0] = (uint8_t)(len >> 24);
         sealed[1] = (uint8_t)(len >> 16);
         sealed[2] = (uint8_t)(len >> 8);
@@ -248,10 +261,12 @@ int sh__link_send(sh_t *s, const cluster__addr_t *to, const uint8_t *body, size_
         rc = ukko_buf_append(&l->out, sealed, len + 4);
         if (rc == UKKO_E2BIG)
             rc = UKKO_EAGAIN; /* the queue is full, not the frame too large */
+        if (rc == 0)
+            s->link_bytes += len + 4;
     }
     free(sealed);
     if (rc < 0) {
-        if (!l->full_logged && rc == UKKO_EAGAIN) {
+        if (!l->full_logged && rc == UKKO_EAGAIN && !node_full) {
             l->full_logged = true;
             char a[64];
             cluster__addr_format(&l->addr, a, sizeof(a));
@@ -308,6 +323,7 @@ void sh__links_prune(sh_t *s)
         }
         if (l->out.len)
             s->link_drops++;
+        s->link_bytes -= l->out.len;
         *pp = l->next;
         link_close(l);
         ev_timer_stop(s->loop, &l->retry);

@@ -123,6 +123,10 @@ struct ukko_sharding {
     ukko_actor_t *sink; /* completions and tells from other threads, on the loop thread */
     pthread_t loop_thread;
     size_t nheld;       /* tells held, all shards */
+    size_t held_bytes;  /* their bytes (capped by cluster.sharding.buffer-bytes) */
+    size_t link_bytes;  /* bytes queued on every link, not acknowledged (capped by
+                         * cluster.sharding.link-buffer-bytes) */
+    int64_t last_link_full_log;
     int64_t next_passivate, last_full_log, last_refused_log;
     bool held_blocked;  /* a held tell waits for room on its owner's link */
     /* counters */

@@ -719,10 +719,26 @@ static int try_send(int i, int ids, int rounds, char *out, size_t outlen)
  * (the counter app answers 503 and does not count it as sent), never
  * reported as sent and then dropped. Once the peer reads again, every tell
  * counted as sent arrives. */
+static void full_link_refuses(void);
+
 Test(multi_sharding, a_tell_to_a_full_link_is_refused_not_lost, .init = setup, .fini = teardown,
      .timeout = 180)
 {
     extra_env = "UKKO_CLUSTER_MAX_SYNC_BYTES=65536";
+    full_link_refuses();
+}
+
+/* The same with room on the link but not under the node-wide cap on
+ * bytes not acknowledged (cluster.sharding.link-buffer-bytes). */
+Test(multi_sharding, a_tell_over_the_node_s_link_bytes_is_refused_not_lost, .init = setup,
+     .fini = teardown, .timeout = 180)
+{
+    extra_env = "UKKO_CLUSTER_SHARDING_LINK_BUFFER_BYTES=200000";
+    full_link_refuses();
+}
+
+static void full_link_refuses(void)
+{
     for (int i = 0; i < 2; i++)
         start_node(i);
     for (int i = 0; i < 2; i++)
