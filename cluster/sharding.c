@@ -561,6 +561,30 @@ static void on_handoff(sh_t *s, const sh_frame_t *f, sh_shard_t *sh)
     sh__shard_progress(sh);
 }
 
+/* The coordinator's table names another owner for a shard running here:
+ * it never should (a shard moves only after its hand-off or the margin),
+ * but if it does, two nodes would run it. Stop it here at once (no
+ * hand-off: the other owner runs it already), and say so. */
+static void shard_stop_foreign(sh_shard_t *sh, uint32_t other)
+{
+    sh_t *s = sh->type->s;
+    sh_type_t *ty = sh->type;
+    char who[160];
+    sh__member_name(s, other, who, sizeof(who));
+    s->shards_stopped_foreign++;
+    ukko_logf(UKKO_LOG_ERROR, "sharding",
+              UKKO_FIELDS(UKKO_FS("type", ty->name), UKKO_FI("shard", sh->id),
+                          UKKO_FS("owner", who)),
+              "shard %s/%d runs here but the coordinator's table names %s as its owner: "
+              "stopped here at once, without a hand-off, so that it never runs twice (a bug in "
+              "ukko: please report it with both nodes' logs)",
+              ty->name, (int)sh->id, other == SH_NONE ? "a member this node does not know" : who);
+    sh->state = R_NONE;
+    if (ty->has_hooks && ty->hooks.stop)
+        ty->hooks.stop(ty->hooks.ud, ty->name, sh->id, true, on_hook_stopped, sh);
+    sh__entities_stop(sh, true);
+}
+
 static void on_table(sh_t *s, const sh_frame_t *f, uint32_t from)
 {
     sh_type_t *ty = sh__type(s, f->type);
@@ -605,11 +629,9 @@ static void on_table(sh_t *s, const sh_frame_t *f, uint32_t from)
             else /* allocated before our going-away arrived: place it elsewhere */
                 send_small(s, from, UKKO_WIRE_SH_REFUSED, ty->name, sh->id);
         }
-        else if (sh->owner != s->self_ident && sh->state == R_RUNNING && !sh->moving)
-            ukko_logf(UKKO_LOG_ERROR, "sharding",
-                      UKKO_FIELDS(UKKO_FS("type", ty->name), UKKO_FI("shard", sh->id)),
-                      "shard %s/%d runs here but the coordinator's table names another owner",
-                      ty->name, (int)sh->id);
+        else if (o != 0xffff && sh->owner != s->self_ident && sh->state == R_RUNNING &&
+                 !sh->moving)
+            shard_stop_foreign(sh, owners[o]);
         if (sh->state == R_NONE && !sh->moving) {
             sh->nfences = 0; /* fences belong to one move */
         }
@@ -817,11 +839,21 @@ static void on_body(sh_t *s, const uint8_t *body, size_t n)
 
 /* -------------------------------------------------------------- timers */
 
+static void self_downed(sh_t *s);
+
 static void run(sh_t *s)
 {
     if (!s->started || s->freed)
         return;
     int64_t now = ukko_now_ms();
+    /* The MemberDowned event is not the only word: a queue of events that
+     * overflowed is replaced by a snapshot, which may not carry it. Down
+     * only: Removed also ends a graceful leave, which exits 0. */
+    if (!s->downed_seen &&
+        cluster__mship_self_status(cluster__mship_of(s->c)) == UKKO_MEMBER_DOWN) {
+        self_downed(s);
+        return;
+    }
     feed_view(s);
     s->co_next = shard__co_tick(s->co);
     bool retry_held = s->held_blocked;
@@ -884,22 +916,32 @@ static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
     run(w->data);
 }
 
+/* This node is Down (or later): every shard stops at once, and the node
+ * exits when so configured. Once. */
+static void self_downed(sh_t *s)
+{
+    if (s->downed_seen)
+        return;
+    s->downed_seen = true;
+    ukko_log(UKKO_LOG_WARN, "sharding",
+             "this node was downed: every shard stops at once, no hand-off");
+    ukko_sharding_stop_now(s);
+    if (s->c->cc->shutdown_when_down) {
+        const char *why = cluster__mship_down_reason(cluster__mship_of(s->c));
+        char msg[300];
+        snprintf(msg, sizeof(msg), "this node was downed (%s); exiting 1 so that it is "
+                 "restarted as a new member (cluster.run-coordinated-shutdown-when-down)",
+                 why ? why : "by an operator or another member");
+        ukko_node_stop_for(s->c->node, UKKO_STOP_DOWNED, msg);
+    }
+}
+
 static void on_member_event(const ukko_cluster_event_t *ev, void *ud)
 {
     sh_t *s = ud;
     if (ev->member && ev->member->self && ev->member->status >= UKKO_MEMBER_DOWN &&
         ev->kind == UKKO_CLUSTER_MEMBER_DOWN) {
-        ukko_log(UKKO_LOG_WARN, "sharding",
-                 "this node was downed: every shard stops at once, no hand-off");
-        ukko_sharding_stop_now(s);
-        if (s->c->cc->shutdown_when_down) {
-            const char *why = cluster__mship_down_reason(cluster__mship_of(s->c));
-            char msg[300];
-            snprintf(msg, sizeof(msg), "this node was downed (%s); exiting 1 so that it is "
-                     "restarted as a new member (cluster.run-coordinated-shutdown-when-down)",
-                     why ? why : "by an operator or another member");
-            ukko_node_stop_for(s->c->node, UKKO_STOP_DOWNED, msg);
-        }
+        self_downed(s);
         return;
     }
     kick(s);

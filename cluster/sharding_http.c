@@ -197,6 +197,11 @@ void sh__metrics(ukko_buf_t *out, void *ud)
                      "cluster.sharding.link-idle-timeout with nothing to send.");
     ukko_prom_sample(out, "ukko_sharding_links_idle_closed_total", NULL, NULL, 0,
                      (double)s->links_idle_closed);
+    ukko_prom_family(out, "ukko_sharding_shards_stopped_foreign_total", "counter",
+                     "Shards stopped at once here because the coordinator's table named "
+                     "another owner while they ran here (should stay 0: logged as a bug).");
+    ukko_prom_sample(out, "ukko_sharding_shards_stopped_foreign_total", NULL, NULL, 0,
+                     (double)s->shards_stopped_foreign);
     ukko_prom_family(out, "ukko_sharding_frames_bad_total", "counter",
                      "Sharding frames that opened under the keyring but did not decode.");
     ukko_prom_sample(out, "ukko_sharding_frames_bad_total", NULL, NULL, 0,

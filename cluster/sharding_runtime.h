@@ -117,6 +117,7 @@ struct ukko_sharding {
     uint64_t frames_dup;
     uint32_t pinned; /* the coordinator this region answered last (SH_NONE) */
     bool started, going_away, stopped_now, seen_table, freed;
+    bool downed_seen;   /* this node learnt it is Down: stopped, exit asked for */
     int64_t going_away_sent;
     ukko_stop_task_t *stop_task;
     ukko_cluster_sub_t *sub;
@@ -133,6 +134,7 @@ struct ukko_sharding {
     uint64_t tells_local, tells_remote, tells_forwarded, tells_dropped, tells_full;
     uint64_t handoffs, handoff_ms_sum, frames_in, frames_bad, link_drops;
     uint64_t links_idle_closed;
+    uint64_t shards_stopped_foreign; /* running here, yet a table named another owner */
 };
 
 /* sharding.c: a frame from a link (or from self); returns the number to

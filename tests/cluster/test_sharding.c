@@ -301,3 +301,40 @@ Test(sharding, a_stop_at_once_reaches_a_feed_already_stopping, .init = setup, .f
     cr_expect_eq(ukko_entity_deliver(sh, "t", 0, &m, on_done, NULL), UKKO_ENOENT,
                  "nothing runs after the stop");
 }
+
+static bool shard0_stopped(void)
+{
+    return stops[0] >= 1;
+}
+
+/* Defence in depth: a table of the coordinator that names another owner
+ * for a shard running here (it never should) stops the shard here at once,
+ * so that it does not run on two nodes. */
+Test(sharding, a_shard_the_table_gives_to_another_member_stops_here_at_once, .init = setup,
+     .fini = teardown, .timeout = 60)
+{
+    cr_assert(run_until(all_started, 20000));
+    sh_node_t other = sh->self;
+    other.uid[0] ^= 0xff; /* another incarnation: not a member this node knows */
+    ukko_buf_t b;
+    ukko_buf_init(&b, 1 << 16);
+    sh_put_header(&b, UKKO_WIRE_SH_TABLE, &sh->self, 0);
+    sh_put_u64(&b, sh->types[0].version + 1000);
+    sh_put_name(&b, "t");
+    sh_put_u32(&b, NSH);
+    sh_put_u16(&b, 2);
+    sh_put_node(&b, &sh->self);
+    sh_put_node(&b, &other);
+    for (int i = 0; i < NSH; i++) {
+        sh_put_u16(&b, i == 0 ? 1 : 0);
+        sh_put_u8(&b, 0);
+    }
+    sh__on_frame(sh, (const uint8_t *)b.data, b.len);
+    ukko_buf_destroy(&b);
+    cr_assert(run_until(shard0_stopped, 10000), "shard 0 was not stopped here");
+    cr_expect_eq(stops_at_once, 1, "stopped at once, no hand-off (saw %d)", stops_at_once);
+    cr_expect_eq(ukko_sharding_local_count(sh, "t"), NSH - 1, "the other shards still run");
+    ukko_entity_msg_t m = {1, "a", 1, "", 0, "", NULL};
+    cr_expect_eq(ukko_entity_deliver(sh, "t", 0, &m, on_done, NULL), UKKO_ENOENT,
+                 "shard 0 takes no record here any more");
+}
