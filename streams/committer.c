@@ -7,6 +7,7 @@
  * before, so a committed offset never moves backwards. */
 #include "streams_internal.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -78,6 +79,7 @@ void streams__committer_add(streams__committer_t *c, streams__cpart_t *cp, int32
     cp->committed = -1;
     cp->inflight = -1;
     cp->target = -1;
+    cp->gen = ++c->gen;
     cp->next = c->parts;
     c->parts = cp;
 }
@@ -126,7 +128,10 @@ static void send_now(streams__committer_t *c)
             continue;
         if (!l)
             l = rd_kafka_topic_partition_list_new(8);
-        rd_kafka_topic_partition_list_add(l, c->topic, cp->partition)->offset = cp->target;
+        rd_kafka_topic_partition_t *e = rd_kafka_topic_partition_list_add(l, c->topic,
+                                                                          cp->partition);
+        e->offset = cp->target;
+        e->opaque = (void *)(uintptr_t)cp->gen; /* whose commit it is (see the result) */
         cp->inflight = cp->target;
     }
     c->pending_acks = 0;
@@ -226,8 +231,8 @@ void streams__committer_result(streams__committer_t *c, rd_kafka_resp_err_t err,
                 e = r->err;
         }
         streams__cpart_t *cp = find(c, p);
-        if (!cp)
-            continue; /* given up meanwhile */
+        if (!cp || (uintptr_t)cp->gen != (uintptr_t)l->elems[i].opaque)
+            continue; /* given up meanwhile (and maybe started here again: not its answer) */
         cp->inflight = -1;
         if (e) {
             any_failed = true;

@@ -79,6 +79,8 @@ typedef struct streams__cpart {
     int failures;       /* consecutive failed commits */
     void (*flushed)(void *arg, int status); /* hand-off waits for target's commit */
     void *flushed_arg;
+    uint64_t gen;       /* set by _add, unique per committer: tells a partition record
+                         * from an earlier one of the same partition number */
     struct streams__cpart *next;
 } streams__cpart_t;
 
@@ -109,7 +111,9 @@ struct streams__committer {
     int64_t pending_acks;  /* prefix moves since the last commit was sent */
     bool busy;             /* a commit is in flight */
     int64_t sent_at_ms;
-    rd_kafka_topic_partition_list_t *inflight; /* what the commit in flight carries */
+    rd_kafka_topic_partition_list_t *inflight; /* what the commit in flight carries; each
+                                                * entry's opaque is its record's gen */
+    uint64_t gen;          /* of the last partition record added */
     ev_timer interval, retry;
     bool retry_armed;
     /* counted for metrics */

@@ -206,3 +206,29 @@ Test(committer, a_removed_partition_is_skipped_by_the_answer)
     cr_assert_eq(c.commits, 1);
     streams__committer_add(&c, &p0, 0); /* for teardown's list */
 }
+
+/* A hand-off that ended (at its at-once timer) while its commit was in
+ * flight, and the same partition started here again: the old commit's
+ * answer belongs to the old partition record, not to the new one. */
+Test(committer, an_answer_for_a_partition_removed_and_added_again_is_ignored)
+{
+    static streams__cpart_t again;
+    flushed_calls = 0;
+    streams__committer_moved(&c, &p0, 9, 1);
+    streams__committer_flush(&c, &p0, on_flushed, NULL);
+    cr_assert_eq(nsends, 1);
+    streams__committer_remove(&c, &p0); /* given up at once, commit still in flight */
+    streams__committer_add(&c, &again, 0);
+    streams__committer_moved(&c, &again, 4, 1);
+    again.flushed = on_flushed; /* the new hand-off waits for its own commit */
+    streams__committer_result(&c, RD_KAFKA_RESP_ERR_NO_ERROR, NULL);
+    cr_assert_eq(again.committed, -1,
+                 "the new record of partition 0 took the old commit's offset (%lld)",
+                 (long long)again.committed);
+    cr_assert_eq(flushed_calls, 0, "the new hand-off was answered by the old commit");
+    again.flushed = NULL;
+    cr_assert_eq(nsends, 2, "the new record's own offset is sent next");
+    cr_assert_eq(offset_of(&sends[1], 0), 4);
+    streams__committer_remove(&c, &again);
+    streams__committer_add(&c, &p0, 0); /* for teardown's list */
+}
