@@ -137,16 +137,16 @@ static const ukko_cfg_key_t streams_keys[] = {
     {"kafka.dead-letter-topic-suffix", UKKO_CFG_STRING, SC(dead_letter_suffix), "\".dlq\"", 0,
      0, NULL, check_suffix,
      "Records that failed every retry go to <topic><suffix>, their origin in headers."},
-    {"kafka.max-in-flight", UKKO_CFG_INT, SC(max_in_flight), "1000", 1, 1000000, NULL, NULL,
+    {"kafka.max-in-flight", UKKO_CFG_INT, SC(max_in_flight), "10000", 1, 1000000, NULL, NULL,
      "Per partition: fetching pauses when this many records are handed to entities and not "
      "yet acknowledged."},
-    {"kafka.resume-in-flight", UKKO_CFG_INT, SC(resume_in_flight), "500", 0, 1000000, NULL,
+    {"kafka.resume-in-flight", UKKO_CFG_INT, SC(resume_in_flight), "5000", 0, 1000000, NULL,
      NULL, "Per partition: a paused partition resumes when fewer are in flight (below "
      "kafka.max-in-flight)."},
-    {"kafka.prefetch.max-kbytes", UKKO_CFG_INT, SC(prefetch_max_kbytes), "16384", 1, 2097151,
+    {"kafka.prefetch.max-kbytes", UKKO_CFG_INT, SC(prefetch_max_kbytes), "32768", 1, 2097151,
      NULL, NULL, "Records fetched ahead and queued, at most this many KiB per consumer "
      "(librdkafka's queued.max.messages.kbytes)."},
-    {"kafka.prefetch.min-messages", UKKO_CFG_INT, SC(prefetch_min_messages), "10000", 1,
+    {"kafka.prefetch.min-messages", UKKO_CFG_INT, SC(prefetch_min_messages), "100000", 1,
      10000000, NULL, NULL, "Fetch ahead while fewer records than this are queued per "
      "partition (librdkafka's queued.min.messages)."},
     {"kafka.fetch.partition-max-bytes", UKKO_CFG_INT, SC(fetch_partition_max_bytes),
