@@ -182,6 +182,8 @@ static void on_step(struct ev_loop *loop, ev_idle *w, int revents)
     advance(w->data);
 }
 
+static void on_total_timeout(struct ev_loop *loop, ev_timer *w, int revents);
+
 static void on_phase_timeout(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)loop;
@@ -189,6 +191,13 @@ static void on_phase_timeout(struct ev_loop *loop, ev_timer *w, int revents)
     ukko__stop_t *s = w->data;
     if (!s->phase_open || s->over)
         return;
+    /* The phase's deadline was the whole stop's (cluster.shutdown-timeout):
+     * both timers are due at once, in an order libev does not promise. The
+     * stop is over then, not merely this phase. */
+    if (s->phase_deadline_ms >= s->deadline_ms) {
+        on_total_timeout(loop, &s->total_timer, revents);
+        return;
+    }
     end_phase(s, true);
     advance(s);
 }
