@@ -65,6 +65,9 @@ extern char kb_self[4096];
 extern const char *kb_prog;
 
 void kb_on_signal(int sig);
+/* A command-line number in [lo, hi] into *out; else a line naming the program,
+ * the option, the value and the range on stderr, and -1. */
+int kb_parse_long(const char *prog, const char *name, const char *v, long lo, long hi, long *out);
 int64_t kb_now_us(void);  /* CLOCK_MONOTONIC: one clock for every process on the host */
 __attribute__((format(printf, 1, 2))) void kb_say(const char *fmt, ...);
 

@@ -49,20 +49,6 @@ static void usage(FILE *f)
         rd_kafka_version_str(), KB_MAX_PARTS, KB_VALUE_HEAD);
 }
 
-static int parse_long(const char *name, const char *v, long lo, long hi, long *out)
-{
-    char *end;
-    errno = 0;
-    long x = v ? strtol(v, &end, 10) : 0;
-    if (!v || errno || *end || x < lo || x > hi) {
-        fprintf(stderr, "bench_kafka_baseline: %s %s: give a number from %ld to %ld\n", name,
-                v ? v : "(missing)", lo, hi);
-        return -1;
-    }
-    *out = x;
-    return 0;
-}
-
 static int parse_opts(int argc, char **argv, kb_opts_t *o)
 {
     memset(o, 0, sizeof(*o));
@@ -85,25 +71,25 @@ static int parse_opts(int argc, char **argv, kb_opts_t *o)
             usage(stdout);
             exit(0);
         } else if (!strcmp(a, "--records")) {
-            rc = parse_long(a, v, 1, 1000000000L, &x);
+            rc = kb_parse_long("bench_kafka_baseline", a, v, 1, 1000000000L, &x);
             o->records = x;
         } else if (!strcmp(a, "--partitions")) {
-            rc = parse_long(a, v, 1, KB_MAX_PARTS, &x);
+            rc = kb_parse_long("bench_kafka_baseline", a, v, 1, KB_MAX_PARTS, &x);
             o->partitions = (int)x;
         } else if (!strcmp(a, "--size")) {
-            rc = parse_long(a, v, KB_VALUE_HEAD, 1000000, &x);
+            rc = kb_parse_long("bench_kafka_baseline", a, v, KB_VALUE_HEAD, 1000000, &x);
             o->size = (int)x;
         } else if (!strcmp(a, "--rate")) {
-            rc = parse_long(a, v, 1, 1000000, &x);
+            rc = kb_parse_long("bench_kafka_baseline", a, v, 1, 1000000, &x);
             o->rate = (int)x;
         } else if (!strcmp(a, "--runs")) {
-            rc = parse_long(a, v, 1, KB_MAX_RUNS, &x);
+            rc = kb_parse_long("bench_kafka_baseline", a, v, 1, KB_MAX_RUNS, &x);
             o->runs = (int)x;
         } else if (!strcmp(a, "--bootstrap") && v) {
             o->bootstrap = v;
         } else if (!strcmp(a, "--member")) {
             o->member = true;
-            rc = parse_long(a, v, 0, KB_MAX_MEMBERS - 1, &x);
+            rc = kb_parse_long("bench_kafka_baseline", a, v, 0, KB_MAX_MEMBERS - 1, &x);
             o->id = (int)x;
         } else if (!strcmp(a, "--topic") && v) {
             o->topic = v;

@@ -4,6 +4,7 @@
  * of the program; see bench_kafka.h. */
 #include "bench_kafka.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -189,4 +190,18 @@ void kb_jnum(kb_json_t *j, const char *key, double v)
         kb_jadd(j, "\"%s\":null", key);
     else
         kb_jadd(j, "\"%s\":%.0f", key, v);
+}
+
+int kb_parse_long(const char *prog, const char *name, const char *v, long lo, long hi, long *out)
+{
+    char *end;
+    errno = 0;
+    long x = v ? strtol(v, &end, 10) : 0;
+    if (!v || errno || *end || x < lo || x > hi) {
+        fprintf(stderr, "%s: %s %s: give a number from %ld to %ld\n", prog, name,
+                v ? v : "(missing)", lo, hi);
+        return -1;
+    }
+    *out = x;
+    return 0;
 }

@@ -72,20 +72,6 @@ static void usage(FILE *f)
         rd_kafka_version_str());
 }
 
-static int parse_int(const char *name, const char *v, long lo, long hi, long *out)
-{
-    char *end;
-    errno = 0;
-    long x = v ? strtol(v, &end, 10) : 0;
-    if (!v || errno || *end || x < lo || x > hi) {
-        fprintf(stderr, "bench_kafka_shards: %s %s: give a number from %ld to %ld\n", name,
-                v ? v : "(missing)", lo, hi);
-        return -1;
-    }
-    *out = x;
-    return 0;
-}
-
 static int parse_only(const char *v, int *parts)
 {
     static const struct {
@@ -138,25 +124,25 @@ static int parse_opts(int argc, char **argv, opts_t *o)
             usage(stdout);
             exit(0);
         } else if (!strcmp(a, "--records")) {
-            rc = parse_int(a, v, 1, 100000000L, &x);
+            rc = kb_parse_long("bench_kafka_shards", a, v, 1, 100000000L, &x);
             o->records = x;
         } else if (!strcmp(a, "--partitions")) {
-            rc = parse_int(a, v, 1, KB_MAX_PARTS, &x);
+            rc = kb_parse_long("bench_kafka_shards", a, v, 1, KB_MAX_PARTS, &x);
             o->partitions = (int)x;
         } else if (!strcmp(a, "--size")) {
-            rc = parse_int(a, v, 64, 4000, &x);
+            rc = kb_parse_long("bench_kafka_shards", a, v, 64, 4000, &x);
             o->size = (int)x;
         } else if (!strcmp(a, "--rate")) {
-            rc = parse_int(a, v, 1, 100000, &x);
+            rc = kb_parse_long("bench_kafka_shards", a, v, 1, 100000, &x);
             o->rate = (int)x;
         } else if (!strcmp(a, "--runs")) {
-            rc = parse_int(a, v, 1, KB_MAX_RUNS, &x);
+            rc = kb_parse_long("bench_kafka_shards", a, v, 1, KB_MAX_RUNS, &x);
             o->runs = (int)x;
         } else if (!strcmp(a, "--customers")) {
-            rc = parse_int(a, v, 1, 10000000, &x);
+            rc = kb_parse_long("bench_kafka_shards", a, v, 1, 10000000, &x);
             o->customers = (int)x;
         } else if (!strcmp(a, "--steady")) {
-            rc = parse_int(a, v, 1, 3600, &x);
+            rc = kb_parse_long("bench_kafka_shards", a, v, 1, 3600, &x);
             o->steady_s = (int)x;
         } else if (!strcmp(a, "--only")) {
             rc = parse_only(v, &o->parts);
