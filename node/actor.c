@@ -6,6 +6,7 @@
  * while alive; a dead actor's mailbox holds nothing (what lands late is
  * dropped by its pusher); the struct is freed after its last reference. */
 #include "actor_internal.h"
+#include "trace_internal.h"
 
 #include <sched.h>
 #include <stdio.h>
@@ -14,41 +15,28 @@
 
 /* ------------------------------------------------------------ trace context */
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
-
-/* "00-<32 hex trace-id>-<16 hex parent-id>-<2 hex flags>" (W3C Trace Context). */
+/* The envelope keeps trace-id(16) parent-id(8) flags(1) (ENV_TRACE). */
 static int trace_parse(const char *s, uint8_t out[25])
 {
-    static const int sizes[4] = {1, 16, 8, 1};
-    uint8_t version;
-    uint8_t *dst[4] = {&version, out, out + 16, out + 24};
-    const char *p = s;
-    for (int f = 0; f < 4; f++) {
-        for (int i = 0; i < sizes[f]; i++) {
-            int hi = hexval(p[0]), lo = hi < 0 ? -1 : hexval(p[1]);
-            if (lo < 0)
-                return UKKO_EINVAL;
-            dst[f][i] = (uint8_t)(hi << 4 | lo);
-            p += 2;
-        }
-        if (f < 3 && *p++ != '-')
-            return UKKO_EINVAL;
-    }
-    if (*p || version == 0xff)
-        return UKKO_EINVAL;
-    bool zero_trace = true, zero_parent = true;
-    for (int i = 0; i < 16; i++)
-        zero_trace &= out[i] == 0;
-    for (int i = 16; i < 24; i++)
-        zero_parent &= out[i] == 0;
-    return zero_trace || zero_parent ? UKKO_EINVAL : 0;
+    ukko_trace_ctx_t c;
+    int rc = ukko_trace_parse(s, strlen(s), &c);
+    if (rc < 0)
+        return rc;
+    memcpy(out, c.trace_id, 16);
+    memcpy(out + 16, c.span_id, 8);
+    out[24] = c.flags;
+    return 0;
+}
+
+int ukko__actor_env_trace(ukko_trace_ctx_t *out)
+{
+    const ukko__env_t *e = ukko__tls.env;
+    if (!e || !(e->flags & ENV_TRACE))
+        return UKKO_ENOENT;
+    memcpy(out->trace_id, e->trace, 16);
+    memcpy(out->span_id, e->trace + 16, 8);
+    out->flags = e->trace[24];
+    return 0;
 }
 
 int ukko_msg_traceparent(const ukko_msg_t *msg, char *out, size_t outlen)
@@ -284,9 +272,16 @@ int ukko__tell(ukko_actor_t *to, const ukko_send_t *s, void *ext)
         if (trace_parse(s->traceparent, trace) < 0)
             return UKKO_EINVAL;
         traced = true;
-    } else if (ukko__tls.env && (ukko__tls.env->flags & ENV_TRACE)) {
-        memcpy(trace, ukko__tls.env->trace, sizeof(trace));
-        traced = true;
+    } else {
+        /* The current span (a child made by this handler) comes before the
+         * trace of the message being handled. */
+        ukko_trace_ctx_t c;
+        if (ukko_trace_current_context(&c) == 0) {
+            memcpy(trace, c.trace_id, 16);
+            memcpy(trace + 16, c.span_id, 8);
+            trace[24] = c.flags;
+            traced = true;
+        }
     }
     ukko_actor_system_t *sys = to->sys;
     if (!ukko__tls.actor && atomic_load_explicit(&sys->closing, memory_order_relaxed))

@@ -1,7 +1,8 @@
 /* log.c: structured log lines on stderr. Any thread may log: a line is built
  * in a local buffer and written with one write(2), so lines never interleave.
- * The level and format are atomics set once at start (and by tests). */
-#include "ukko.h"
+ * The level and format are atomics set once at start (and by tests). A line
+ * written inside a traced handler carries its trace_id and span_id. */
+#include "trace_internal.h"
 
 #include <stdatomic.h>
 #include <stdio.h>
@@ -80,6 +81,8 @@ void ukko_log_write(ukko_log_level_t level, const char *component,
     const char *lvl = level_names[level <= UKKO_LOG_ERROR ? level : UKKO_LOG_ERROR];
 
     bool text = atomic_load_explicit(&g_format, memory_order_relaxed) == UKKO_LOG_TEXT;
+    char trace_hex[33], span_hex[17];
+    bool traced = ukko__trace_log_ids(trace_hex, span_hex);
     if (text) {
         ukko_buf_printf(&b, "%s %-5s %s: %s", ts, lvl, component, msg);
         for (size_t i = 0; i < nfields; i++) {
@@ -91,6 +94,8 @@ void ukko_log_write(ukko_log_level_t level, const char *component,
             default: ukko_buf_puts(&b, fields[i].v.b ? "true" : "false");
             }
         }
+        if (traced)
+            ukko_buf_printf(&b, " trace_id=%s span_id=%s", trace_hex, span_hex);
     } else {
         ukko_buf_printf(&b, "{\"ts\":\"%s\",\"level\":\"%s\",\"component\":", ts, lvl);
         ukko_buf_json_str(&b, component);
@@ -112,6 +117,8 @@ void ukko_log_write(ukko_log_level_t level, const char *component,
             default: ukko_buf_puts(&b, fields[i].v.b ? "true" : "false");
             }
         }
+        if (traced)
+            ukko_buf_printf(&b, ",\"trace_id\":\"%s\",\"span_id\":\"%s\"", trace_hex, span_hex);
         ukko_buf_puts(&b, "}");
     }
     ukko_buf_puts(&b, "\n");

@@ -210,6 +210,120 @@ void ukko_prom_family(ukko_buf_t *out, const char *name, const char *type, const
 void ukko_prom_sample(ukko_buf_t *out, const char *name, const char *const *label_keys,
                       const char *const *label_values, size_t nlabels, double value);
 
+/* ------------------------------------------------------------------ tracing */
+
+/* W3C Trace Context and OpenTelemetry spans (docs/tracing.md). A span is
+ * started, given attributes and events, and ended by one thread at a time
+ * (it may be handed to another through a mailbox, which orders the writes);
+ * ended spans that were sampled go to the OTLP exporter (node/otlp.c) through
+ * a bounded queue that never blocks: a full queue drops the span and counts
+ * it. While tracing is off (the default: no endpoint configured) every span
+ * function is one branch: ukko_span_start returns NULL and the others accept
+ * NULL and do nothing, while traceparent values still pass through unchanged
+ * (the actor envelope, records' headers). Any thread unless said otherwise. */
+
+/* A span context: what a traceparent carries. */
+typedef struct ukko_trace_ctx {
+    uint8_t trace_id[16];
+    uint8_t span_id[8];
+    uint8_t flags; /* bit 0: sampled */
+} ukko_trace_ctx_t;
+
+#define UKKO_TRACE_SAMPLED 0x01
+#define UKKO_TRACEPARENT_LEN 55 /* "00-" 32 "-" 16 "-" 2 */
+
+/* Parses a traceparent header value strictly (W3C Trace Context level 1):
+ * lower-case hex, version 00 exactly 55 chars, a higher version at least
+ * that with "-" after it, version ff, all-zero ids and any other byte
+ * refused. len is the value's length (no NUL needed). Returns 0 or
+ * UKKO_EINVAL (*out then unchanged). Never reads past len. */
+int ukko_trace_parse(const char *s, size_t len, ukko_trace_ctx_t *out);
+/* Writes "00-<trace>-<span>-<flags>" and a NUL into out (56 bytes). */
+void ukko_trace_format(const ukko_trace_ctx_t *ctx, char out[UKKO_TRACEPARENT_LEN + 1]);
+/* Checks a tracestate header value (at most 32 list members of key=value,
+ * keys and values per the W3C grammar, 512 bytes at most). 0 or UKKO_EINVAL. */
+int ukko_tracestate_check(const char *s, size_t len);
+/* Is tracing on in this process (an exporter runs)? One relaxed load. */
+bool ukko_trace_enabled(void);
+
+/* Span kinds, with OTLP's numbers. */
+typedef enum {
+    UKKO_SPAN_INTERNAL = 1,
+    UKKO_SPAN_SERVER = 2,
+    UKKO_SPAN_CLIENT = 3,
+    UKKO_SPAN_PRODUCER = 4,
+    UKKO_SPAN_CONSUMER = 5
+} ukko_span_kind_t;
+
+typedef enum { UKKO_SPAN_UNSET = 0, UKKO_SPAN_OK = 1, UKKO_SPAN_ERROR = 2 } ukko_span_status_t;
+
+typedef struct ukko_span ukko_span_t;
+
+/* Starts a span named name (copied). Its parent is *parent when given (a
+ * context parsed from a record's header, say), else the calling thread's
+ * current span, else the trace of the message the calling actor handles,
+ * else none (a new trace). The sampler decides (parent-based by default)
+ * whether it is recorded; an unrecorded span still has a context to pass on
+ * (flags 00). Returns a span owned by the caller until ukko_span_end, or
+ * NULL while tracing is off. */
+ukko_span_t *ukko_span_start(const char *name, ukko_span_kind_t kind,
+                             const ukko_trace_ctx_t *parent);
+/* The span's context (its own span id), for headers and envelopes. */
+void ukko_span_context(const ukko_span_t *sp, ukko_trace_ctx_t *out);
+/* The span's traceparent into out (56 bytes); 0, or UKKO_ENOENT for NULL. */
+int ukko_span_traceparent(const ukko_span_t *sp, char out[UKKO_TRACEPARENT_LEN + 1]);
+/* Is it recorded (sampled and tracing on)? Setters below do nothing when not. */
+bool ukko_span_recording(const ukko_span_t *sp);
+/* Attributes (key and string value copied; a span holds 24 attributes and
+ * 1 KiB of text, past which attributes are dropped and counted as OTLP's
+ * droppedAttributesCount). A key set again is added again, as OTLP allows. */
+void ukko_span_set_str(ukko_span_t *sp, const char *key, const char *value);
+void ukko_span_set_int(ukko_span_t *sp, const char *key, int64_t value);
+void ukko_span_set_double(ukko_span_t *sp, const char *key, double value);
+void ukko_span_set_bool(ukko_span_t *sp, const char *key, bool value);
+/* An event now, named name, with one optional string attribute (key may be
+ * NULL); a span holds 8 events. */
+void ukko_span_add_event(ukko_span_t *sp, const char *name, const char *key, const char *value);
+/* Status (message copied, only kept for UKKO_SPAN_ERROR, as OTLP says). */
+void ukko_span_set_status(ukko_span_t *sp, ukko_span_status_t status, const char *message);
+/* An error: status ERROR with why, and an "exception" event whose
+ * exception.type is the UKKO_E* name of rc and exception.message why. */
+void ukko_span_record_error(ukko_span_t *sp, int rc, const char *why);
+/* Ends the span (now) and releases it; a recorded one is queued for export.
+ * NULL is fine. The span must not be current on any thread any more. */
+void ukko_span_end(ukko_span_t *sp);
+
+/* The calling thread's current span (borrowed), or NULL: inside a traced
+ * handler, the span of the record or message it serves; handlers add their
+ * attributes and events to it. */
+ukko_span_t *ukko_trace_current(void);
+/* Makes sp the calling thread's current span; returns the one it replaces,
+ * to give back to ukko_trace_leave when sp's scope ends (nesting). */
+ukko_span_t *ukko_trace_enter(ukko_span_t *sp);
+void ukko_trace_leave(ukko_span_t *prev);
+/* The context a child made now on this thread would have as parent: the
+ * current span's, else the trace of the message the calling actor handles.
+ * Returns 0 or UKKO_ENOENT (none: a new trace would start). Works while
+ * tracing is off too (from the envelope), for plain propagation. */
+int ukko_trace_current_context(ukko_trace_ctx_t *out);
+
+/* The "tracing" module (node/otlp.c): the OTLP/HTTP exporter and its
+ * tracing.* keys (docs/tracing.md). Settings strings are owned by the config. */
+typedef struct ukko_tracing_config {
+    char *endpoint;            /* OTLP/HTTP base URL; NULL: OTEL_EXPORTER_OTLP_* */
+    char *service_name;        /* NULL: OTEL_SERVICE_NAME, else "ukko" */
+    char *resource_attributes; /* "k=v,k=v" over OTEL_RESOURCE_ATTRIBUTES */
+    char *sampler;             /* NULL: OTEL_TRACES_SAMPLER */
+    char *sampler_arg;         /* NULL: OTEL_TRACES_SAMPLER_ARG */
+    int64_t max_queue;
+    int64_t max_batch;
+    int64_t schedule_delay_ms;
+    int64_t export_timeout_ms;
+} ukko_tracing_config_t;
+
+/* Registers the tracing.* keys, storing into tc (main thread, at start). */
+int ukko_tracing_config_register(ukko_config_t *cfg, ukko_tracing_config_t *tc);
+
 /* ----------------------------------------------------------------- the node */
 
 typedef struct ukko_node ukko_node_t;
@@ -472,6 +586,10 @@ typedef struct ukko_app {
     int (*init)(ukko_host_t *host, void *ud);
     void *ud;
 } ukko_app_t;
+
+/* The node core's own module: tracing (the OTLP exporter), listed first by
+ * node/program.c so that every other module's spans have somewhere to go. */
+extern const ukko_module_t ukko_tracing_module;
 
 /* The documented entry point of a program built on ukko: parses the
  * command line (`ukko --help`), then runs the command. app is the
