@@ -230,10 +230,17 @@ class Feed:
     """The orders: a kcat producer fed at a steady rate, a kcat reading
     `orders` (which (partition, offset) exist: what was produced) and one
     reading `orders-processed` (which source (partition, offset) the pods
-    processed, and how often)."""
+    processed, and how often).
 
-    def __init__(self, kcat, bootstrap, root, rate):
+    tests/bench/bench_scale.py also feeds another topic (topic), with no
+    reader of results (out_topic None: it hands them to result() itself), and
+    keeps each partition's processing times (stamps: the results' Kafka
+    timestamps, in seconds)."""
+
+    def __init__(self, kcat, bootstrap, root, rate, topic=TOPIC, out_topic=OUT_TOPIC, stamps=False):
         self.kcat, self.bootstrap, self.root, self.rate = kcat, bootstrap, root, rate
+        self.topic, self.out_topic = topic, out_topic
+        self.times = [[] for _ in range(PARTITIONS)] if stamps else None
         self.lock = threading.Lock()
         self.written = 0                      # lines handed to the producer
         self.produced = [0] * PARTITIONS      # per partition: highest offset seen + 1
@@ -242,6 +249,9 @@ class Feed:
         self.outputs = 0
         self.bad_outputs = 0
         self.duplicates = {}                  # phase -> duplicates that arrived then
+        self.node_names = []                  # the "node" of results, by first appearance
+        self.first_by = [bytearray() for _ in range(PARTITIONS)]  # per source offset: 1 + its first node
+        self.repeats = []                     # each duplicate: (phase, partition, offset, first node, node)
         self.phase = "start"
         self.first_processed = None           # monotonic time
         self.producer_error = None
@@ -257,13 +267,19 @@ class Feed:
 
     def start(self):
         # Readers first, so that nothing is missed (they read from the beginning anyway).
-        self.reader_in = self._kcat(["-C", "-q", "-u", "-t", TOPIC, "-o", "beginning", "-f", "%p %o\n"],
-                                    "kcat-orders.log", stdout=subprocess.PIPE)
-        self.reader_out = self._kcat(["-C", "-q", "-u", "-t", OUT_TOPIC, "-o", "beginning", "-f", "%s\n"],
-                                     "kcat-orders-processed.log", stdout=subprocess.PIPE)
-        self.producer = self._kcat(["-P", "-t", TOPIC, "-K", "\t", "-X", "partitioner=murmur2_random",
-                                    "-X", "linger.ms=5"], "kcat-producer.log", stdin=subprocess.PIPE)
-        for target in (self._read_inputs, self._read_outputs, self._produce):
+        self.reader_in = self._kcat(["-C", "-q", "-u", "-t", self.topic, "-o", "beginning", "-f", "%p %o\n"],
+                                    "kcat-%s.log" % self.topic, stdout=subprocess.PIPE)
+        targets = [self._read_inputs]
+        if self.out_topic:
+            self.reader_out = self._kcat(["-C", "-q", "-u", "-t", self.out_topic, "-o", "beginning", "-f",
+                                          "%T %s\n" if self.times is not None else "%s\n"],
+                                         "kcat-%s.log" % self.out_topic, stdout=subprocess.PIPE)
+            targets.append(self._read_outputs)
+        self.producer = self._kcat(["-P", "-t", self.topic, "-K", "\t", "-X", "partitioner=murmur2_random",
+                                    "-X", "linger.ms=5"], "kcat-producer-%s.log" % self.topic,
+                                   stdin=subprocess.PIPE)
+        targets.append(self._produce)
+        for target in targets:
             t = threading.Thread(target=target, daemon=True)
             t.start()
             self.threads.append(t)
@@ -302,35 +318,51 @@ class Feed:
 
     def _read_outputs(self):
         for line in self.reader_out.stdout:
+            stamp = None
             try:
+                if self.times is not None:
+                    ts, line = line.split(" ", 1)
+                    stamp = int(ts) / 1000.0
                 doc = json.loads(line)
                 p, o = int(doc["source_partition"]), int(doc["source_offset"])
             except (ValueError, KeyError, TypeError):
                 with self.lock:
                     self.bad_outputs += 1
                 continue
-            if not (0 <= p < PARTITIONS) or o < 0:
-                with self.lock:
-                    self.bad_outputs += 1
-                continue
+            self.result(p, o, doc.get("node") if isinstance(doc.get("node"), str) else "?", stamp)
+
+    def result(self, p, o, node, stamp=None):
+        """Source partition p, offset o was processed by node (at stamp, in
+        seconds on any clock, kept only with stamps)."""
+        if not (0 <= p < PARTITIONS) or o < 0:
             with self.lock:
-                seen = self.seen[p]
-                if len(seen) <= o:
-                    seen.extend(bytes(max(o + 1 - len(seen), 4096)))
-                if seen[o]:
-                    self.duplicates[self.phase] = self.duplicates.get(self.phase, 0) + 1
-                else:
-                    self.distinct += 1
-                seen[o] = min(seen[o] + 1, 255)
-                self.outputs += 1
-                if self.first_processed is None:
-                    self.first_processed = time.monotonic()
+                self.bad_outputs += 1
+            return
+        with self.lock:
+            if self.times is not None and stamp is not None:
+                self.times[p].append(stamp)
+            seen, first = self.seen[p], self.first_by[p]
+            if len(seen) <= o:
+                seen.extend(bytes(max(o + 1 - len(seen), 4096)))
+                first.extend(bytes(len(seen) - len(first)))
+            if node not in self.node_names and len(self.node_names) < 250:
+                self.node_names.append(node)
+            if seen[o]:
+                self.duplicates[self.phase] = self.duplicates.get(self.phase, 0) + 1
+                by = first[o]
+                self.repeats.append((self.phase, p, o, self.node_names[by - 1] if by else "?", node))
+            else:
+                self.distinct += 1
+                first[o] = self.node_names.index(node) + 1 if node in self.node_names else 0
+            seen[o] = min(seen[o] + 1, 255)
+            self.outputs += 1
+            if self.first_processed is None:
+                self.first_processed = time.monotonic()
 
     def stop_producing(self):
         """Stops the orders and waits for kcat to deliver what it holds."""
         self.stopping.set()
-        for t in self.threads[2:]:
-            t.join(5)
+        self.threads[-1].join(5)  # the producer's
         try:
             self.producer.stdin.close()
         except OSError:
@@ -355,6 +387,17 @@ class Feed:
                     "outputs": self.outputs, "missing": missing, "bad": self.bad_outputs,
                     "duplicates": dict(self.duplicates), "first": self.first_processed}
 
+    def frontier(self):
+        """Per partition: the offset after the last order seen produced."""
+        with self.lock:
+            return list(self.produced)
+
+    def processed_below(self, marks):
+        """Whether every order below marks (a frontier()) has a result."""
+        with self.lock:
+            return all(len(self.seen[p]) >= m and self.seen[p][:m].count(0) == 0
+                       for p, m in enumerate(marks))
+
     def stop(self):
         self.stopping.set()
         for proc in self.procs:
@@ -365,7 +408,9 @@ class Feed:
 
 # ------------------------------------------------------------- cluster side
 
-METRIC = re.compile(r'^(ukko_kafka_records_processed_total|ukko_kafka_lag|ukko_kafka_key_partition_mismatch_total'
+# ukko_kafka_lag_records was ukko_kafka_lag before the metric names were settled: either is read.
+METRIC = re.compile(r'^(ukko_kafka_records_processed_total|ukko_kafka_lag(?:_records)?'
+                    r'|ukko_kafka_key_partition_mismatch_total'
                     r'|process_resident_memory_bytes)(?:\{([^}]*)\})? (\S+)$')
 
 
@@ -404,7 +449,7 @@ def probe_node(ip, port):
             part = re.search(r'partition="(\d+)"', labels)
             if name == "ukko_kafka_records_processed_total" and part:
                 out["processed"][int(part.group(1))] = value
-            elif name == "ukko_kafka_lag":
+            elif name in ("ukko_kafka_lag_records", "ukko_kafka_lag"):
                 lag += value
                 out["lag"] = lag
             elif name == "process_resident_memory_bytes":

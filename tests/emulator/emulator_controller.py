@@ -1,6 +1,7 @@
 """The emulator's StatefulSet controller: keeps spec.replicas pods NAME-0..N-1 of
 every StatefulSet, hands them to the kubelet (emulator_kubelet) to run, removes
-the highest ordinals first on scale-down, and reports the set's status.
+the highest ordinals first on scale-down, replaces pods of an older template one
+by one from the highest ordinal (RollingUpdate), and reports the set's status.
 
 One thread. It wakes on every change of the Store (and once a second), reads
 the StatefulSets and pods, and acts through the Store, as the real controller
@@ -33,6 +34,10 @@ def _ready(pod):
         return False
     return any(c.get("type") == "Ready" and c.get("status") == "True"
                for c in (pod.get("status") or {}).get("conditions") or [])
+
+
+def _pod_revision(pod):
+    return ((pod.get("metadata") or {}).get("labels") or {}).get("controller-revision-hash")
 
 
 def _revision(sts):
@@ -119,8 +124,10 @@ class StatefulSetController:
                     self._create(sts, i)
             for i in condemned:
                 self._delete(pods[i], "scale down to %d" % replicas)
+            settled = True
         elif not any(p["metadata"].get("deletionTimestamp") for p in pods.values()):
             # OrderedReady: one pod at a time, each after the ones before are ready.
+            settled = False
             for i in range(replicas):
                 if i not in pods:
                     self._create(sts, i)
@@ -130,7 +137,39 @@ class StatefulSetController:
             else:
                 if condemned:
                     self._delete(pods[condemned[0]], "scale down to %d" % replicas)
+                else:
+                    settled = True
+        else:
+            settled = False
+        if settled:
+            self._roll(sts, pods, replicas)
         self._status(sts, pods, replicas)
+
+    def _roll(self, sts, pods, replicas):
+        """RollingUpdate, as the real controller does it: from the highest
+        ordinal down to rollingUpdate.partition, the first pod of an older
+        revision is deleted (made again from the new template by a later pass),
+        and nothing moves while a pod on the way is missing, terminating or
+        not ready. So pods are replaced one by one, each after the one above
+        it is ready (`kubectl rollout restart` changes the template's
+        annotations, which is such a new revision)."""
+        strategy = (sts.get("spec") or {}).get("updateStrategy") or {}
+        if strategy.get("type", "RollingUpdate") != "RollingUpdate":
+            return  # OnDelete: a pod gets the new template only when deleted
+        try:
+            partition = max(0, int((strategy.get("rollingUpdate") or {}).get("partition", 0)))
+        except (TypeError, ValueError):
+            partition = 0
+        revision = _revision(sts)
+        for i in range(replicas - 1, partition - 1, -1):
+            pod = pods.get(i)
+            if pod is None:
+                return  # being made again
+            if _pod_revision(pod) != revision and not pod["metadata"].get("deletionTimestamp"):
+                self._delete(pod, "rolling update to revision %s" % revision)
+                return
+            if not _ready(pod):
+                return
 
     def _create(self, sts, ordinal):
         meta, spec = sts["metadata"], sts.get("spec") or {}
@@ -186,10 +225,19 @@ class StatefulSetController:
         # The Go type omits these when zero (omitempty), except availableReplicas.
         if ready:
             status["readyReplicas"] = ready
-        if live:
-            status["currentReplicas"] = len(live)
-            status["updatedReplicas"] = len(live)
-        status.update({"currentRevision": revision, "updateRevision": revision,
+        # The revision the set had before its template last changed stays
+        # current until every pod runs the new one and is ready (what
+        # `kubectl rollout status` waits for).
+        current = (sts.get("status") or {}).get("currentRevision") or revision
+        updated = sum(1 for p in live if _pod_revision(p) == revision)
+        if updated == replicas and ready == replicas and len(pods) == replicas:
+            current = revision
+        on_current = sum(1 for p in live if _pod_revision(p) == current)
+        if on_current:
+            status["currentReplicas"] = on_current
+        if updated:
+            status["updatedReplicas"] = updated
+        status.update({"currentRevision": current, "updateRevision": revision,
                        "collisionCount": 0, "availableReplicas": ready})
         if sts.get("status") == status:
             return
