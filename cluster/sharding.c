@@ -492,6 +492,23 @@ static void add_fence(sh_shard_t *sh, uint32_t ident)
     sh->fences[sh->nfences++] = ident;
 }
 
+/* The hand-off as its own span ("handoff <type>", a root), made once it is
+ * over with its measured start. */
+static void handoff_span(const char *type, int32_t shard, int64_t took_ms)
+{
+    if (!ukko_trace_enabled())
+        return;
+    char name[SH_MAX_NAME + 16];
+    snprintf(name, sizeof(name), "handoff %s", type);
+    ukko_span_t *prev = ukko_trace_enter(NULL);
+    ukko_span_t *sp = ukko_span_start(name, UKKO_SPAN_INTERNAL, NULL);
+    ukko_trace_leave(prev);
+    ukko_span_set_start_ago(sp, took_ms);
+    ukko_span_set_str(sp, "ukko.entity.type", type);
+    ukko_span_set_int(sp, "ukko.shard", shard);
+    ukko_span_end(sp);
+}
+
 /* Moves a shard in hand-off on: fences -> stop hook -> drained -> STOPPED. */
 void sh__shard_progress(sh_shard_t *sh)
 {
@@ -534,6 +551,7 @@ void sh__shard_progress(sh_shard_t *sh)
               "shard %s/%d handed off by this node in %lld ms (feed stopped and drained, "
               "entities stopped)",
               ty->name, (int)sh->id, (long long)took);
+    handoff_span(ty->name, sh->id, took);
     send_small(s, coordinator(s), UKKO_WIRE_SH_STOPPED, ty->name, sh->id);
 }
 
@@ -1221,6 +1239,57 @@ void ukko_sharding_free(ukko_sharding_t *s)
 
 /* ---------------------------------------------------------------- tell */
 
+/* The calling thread's trace context as a traceparent into tp ("" when none). */
+static const char *current_tp(char tp[UKKO_TRACEPARENT_LEN + 1])
+{
+    ukko_trace_ctx_t c;
+    if (ukko_trace_current_context(&c) < 0)
+        return NULL;
+    ukko_trace_format(&c, tp);
+    return tp;
+}
+
+/* A remote tell's "tell <type>" producer span, child of the caller's
+ * context; the frame carries its traceparent (tp), or the caller's while
+ * tracing is off. */
+static ukko_span_t *tell_span_begin(sh_shard_t *sh, const char *id, size_t id_len,
+                                    char tp[UKKO_TRACEPARENT_LEN + 1], const char **tpp)
+{
+    char name[SH_MAX_NAME + 8];
+    snprintf(name, sizeof(name), "tell %s", sh->type->name);
+    ukko_span_t *sp = ukko_span_start(name, UKKO_SPAN_PRODUCER, NULL);
+    if (!sp) {
+        *tpp = current_tp(tp);
+        return NULL;
+    }
+    if (ukko_span_recording(sp)) {
+        char owner[160], eid[SH_MAX_ID + 1];
+        sh__member_name(sh->type->s, sh->owner, owner, sizeof(owner));
+        ukko_span_set_str(sp, "ukko.entity.type", sh->type->name);
+        ukko_span_set_int(sp, "ukko.shard", sh->id);
+        ukko_span_set_str(sp, "ukko.owner", owner);
+        bool text = id_len <= SH_MAX_ID;
+        for (size_t i = 0; text && i < id_len; i++)
+            text = id[i] >= 0x20 && id[i] <= 0x7e;
+        if (text) {
+            memcpy(eid, id, id_len);
+            eid[id_len] = '\0';
+            ukko_span_set_str(sp, "ukko.entity.id", eid);
+        }
+    }
+    ukko_span_traceparent(sp, tp);
+    *tpp = tp;
+    return sp;
+}
+
+static void tell_span_end(ukko_span_t *sp, int rc)
+{
+    if (rc < 0)
+        ukko_span_record_error(sp, rc, rc == UKKO_EAGAIN ? "the link to the owner is full"
+                                                         : "the tell does not fit a frame");
+    ukko_span_end(sp);
+}
+
 int ukko_entity_tell(ukko_sharding_t *s, const char *type, const char *id, size_t id_len,
                      uint32_t msg_type, const void *data, size_t len)
 {
@@ -1241,7 +1310,11 @@ int ukko_entity_tell(ukko_sharding_t *s, const char *type, const char *id, size_
             return sh__deliver(sh, id, id_len, msg_type, data, len, NULL, NULL, NULL, NULL);
         }
         if (sh->owner != s->self_ident) {
-            int rc = send_tell(sh, sh->owner, 0, msg_type, id, id_len, data, len, NULL);
+            char tp[UKKO_TRACEPARENT_LEN + 1];
+            const char *tpp = NULL;
+            ukko_span_t *sp = tell_span_begin(sh, id, id_len, tp, &tpp);
+            int rc = send_tell(sh, sh->owner, 0, msg_type, id, id_len, data, len, tpp);
+            tell_span_end(sp, rc);
             if (rc < 0) {
                 s->tells_full += rc == UKKO_EAGAIN;
                 return rc;
@@ -1250,7 +1323,8 @@ int ukko_entity_tell(ukko_sharding_t *s, const char *type, const char *id, size_
             return 0;
         }
     }
-    return hold(sh, msg_type, id, id_len, data, len, NULL);
+    char tp[UKKO_TRACEPARENT_LEN + 1];
+    return hold(sh, msg_type, id, id_len, data, len, current_tp(tp));
 }
 
 int ukko_entity_deliver(ukko_sharding_t *s, const char *type, int32_t shard,

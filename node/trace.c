@@ -343,6 +343,15 @@ ukko_span_t *ukko_span_start(const char *name, ukko_span_kind_t kind,
     return sp;
 }
 
+void ukko_span_set_start_ago(ukko_span_t *sp, int64_t ms_ago)
+{
+    if (!sp || !sp->recording || ms_ago <= 0)
+        return;
+    uint64_t back = (uint64_t)ms_ago * 1000000ull;
+    sp->start_ns = now_ns();
+    sp->start_ns = back < sp->start_ns ? sp->start_ns - back : 0;
+}
+
 void ukko_span_context(const ukko_span_t *sp, ukko_trace_ctx_t *out)
 {
     *out = sp->ctx;

@@ -268,6 +268,9 @@ typedef struct ukko_span ukko_span_t;
  * NULL while tracing is off. */
 ukko_span_t *ukko_span_start(const char *name, ukko_span_kind_t kind,
                              const ukko_trace_ctx_t *parent);
+/* Moves the span's start back to ms_ago milliseconds before now: for a
+ * span made once its work is over (a hand-off timed by its own clock). */
+void ukko_span_set_start_ago(ukko_span_t *sp, int64_t ms_ago);
 /* The span's context (its own span id), for headers and envelopes. */
 void ukko_span_context(const ukko_span_t *sp, ukko_trace_ctx_t *out);
 /* The span's traceparent into out (56 bytes); 0, or UKKO_ENOENT for NULL. */

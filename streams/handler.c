@@ -25,7 +25,11 @@ static int run(int slot, ukko_entity_ctx_t *ctx, void *state, const ukko_entity_
     current.src = src;
     current.rec = m ? m->origin : NULL;
     current.ctx = ctx;
+    /* The record's span is current while its handler runs: the handler's
+     * tells, records and log lines are its children (streams/trace.c). */
+    ukko_span_t *prev = streams__trace_handler_enter(current.rec);
     int rc = src->app.handler(ctx, state, m);
+    streams__trace_handler_leave(current.rec, prev, rc);
     current = saved;
     return rc;
 }

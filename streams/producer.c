@@ -260,7 +260,12 @@ int ukko_stream_produce(ukko_entity_ctx_t *ctx, const char *topic, const void *k
     t->rec = cur->rec;
     /* Taken before the produce: its report may come before producev returns. */
     t->ack = st->api->defer(ctx);
-    rd_kafka_headers_t *hdrs = headers_of(headers, cur->rec ? cur->rec->traceparent : NULL);
+    /* A "send" span, child of the handler's current context; its context
+     * (or, untraced, the current one) goes into the record's headers. */
+    char tp[56];
+    ukko_span_t *sp = streams__trace_send_begin(topic, key, klen, tp);
+    rd_kafka_headers_t *hdrs = headers_of(headers, tp[0] ? tp
+                                                   : cur->rec ? cur->rec->traceparent : NULL);
     rd_kafka_resp_err_t err = rd_kafka_producev(
         st->producer, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, klen),
         RD_KAFKA_V_VALUE((void *)value, vlen), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
@@ -276,9 +281,11 @@ int ukko_stream_produce(ukko_entity_ctx_t *ctx, const char *topic, const void *k
             ukko_stream_fail_reason(ctx, "producing to %s failed: %s", topic, rd_kafka_err2str(err));
         st->api->ack(t->ack, rc);
         free(t);
+        streams__trace_send_end(sp, rc);
         return rc;
     }
     atomic_fetch_add_explicit(&st->produced, 1, memory_order_relaxed); /* read by metrics */
+    streams__trace_send_end(sp, 0);
     return 0;
 }
 
@@ -310,6 +317,30 @@ void streams__dead_letter(streams__rec_t *rec)
     rd_kafka_header_add(hdrs, "ukko.dlq.error", -1, rec->error, -1);
     rd_kafka_header_add(hdrs, "ukko.dlq.attempts", -1, attempts, -1);
     rd_kafka_header_add(hdrs, "ukko.dlq.entity-type", -1, src->type, -1);
+    /* The dead letter's own "send" span, child of the record's span (its
+     * context is rec->traceparent while traced); the copied traceparent
+     * gives way to it. */
+    ukko_trace_ctx_t parent;
+    ukko_span_t *sp = NULL;
+    char tp[56] = "";
+    if (rec->traceparent[0] &&
+        ukko_trace_parse(rec->traceparent, strlen(rec->traceparent), &parent) == 0) {
+        char name[600];
+        snprintf(name, sizeof(name), "send %s", topic);
+        sp = ukko_span_start(name, UKKO_SPAN_PRODUCER, &parent);
+        if (ukko_span_recording(sp)) {
+            ukko_span_set_str(sp, "messaging.system", "kafka");
+            ukko_span_set_str(sp, "messaging.operation.type", "send");
+            ukko_span_set_str(sp, "messaging.operation.name", "send");
+            ukko_span_set_str(sp, "messaging.destination.name", topic);
+        }
+        if (sp)
+            ukko_span_traceparent(sp, tp);
+        else
+            snprintf(tp, sizeof(tp), "%s", rec->traceparent);
+        rd_kafka_header_remove(hdrs, "traceparent");
+        rd_kafka_header_add(hdrs, "traceparent", -1, tp, -1);
+    }
     ticket_t *t = streams__xcalloc(1, sizeof(*t));
     t->kind = TICKET_DEAD_LETTER;
     t->st = st;
@@ -321,6 +352,7 @@ void streams__dead_letter(streams__rec_t *rec)
             RD_KAFKA_V_VALUE(rec->msg->payload, rec->msg->len),
             RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE(t),
             RD_KAFKA_V_END);
+    streams__trace_send_end(sp, err ? UKKO_EAGAIN : 0);
     if (err) {
         rd_kafka_headers_destroy(hdrs);
         free(t);

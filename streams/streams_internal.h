@@ -210,7 +210,9 @@ typedef struct streams__rec {
     uint64_t seq;
     rd_kafka_message_t *msg;
     int attempts;           /* deliveries that failed */
-    char traceparent[56];   /* from the record's headers, "" when none */
+    char traceparent[56];   /* from the record's headers, "" when none; while traced,
+                               its consumer span's (streams__trace_record_begin) */
+    struct ukko_span *span; /* its "process <topic>" span, or NULL (streams/trace.c) */
     char error[200];        /* why the last attempt failed (handler's thread, then loop) */
     char produce_error[200]; /* a handler's record the broker refused (loop thread) */
     ev_timer retry;
@@ -314,6 +316,28 @@ void streams__producer_stop(ukko_streams_t *st);
 /* Produces rec to its dead-letter topic; rec is finished (acked) once the
  * broker has it. Loop thread. */
 void streams__dead_letter(streams__rec_t *rec);
+
+/* trace.c: the spans of the Kafka path (OpenTelemetry's messaging
+ * conventions). Loop thread unless said otherwise. */
+/* Starts the record's "process <topic>" consumer span, its parent the
+ * record's traceparent header (none: a new trace), and puts the span's
+ * context into rec->traceparent, so that the handler's tells and records
+ * are its children. Once per record, right after its headers were read;
+ * nothing while tracing is off. */
+void streams__trace_record_begin(streams__rec_t *rec);
+/* Ends it: status 0 done, UKKO_ECANCELED left to the next owner, else (or
+ * dead-lettered) an error with rec->error. Idempotent; NULL span is fine. */
+void streams__trace_record_end(streams__rec_t *rec, int status);
+/* The handler's side (its thread): makes the record's span current while
+ * the handler runs and notes a failed attempt on it. */
+struct ukko_span *streams__trace_handler_enter(streams__rec_t *rec);
+void streams__trace_handler_leave(streams__rec_t *rec, struct ukko_span *prev, int rc);
+/* A "send <topic>" producer span, child of the current context; its
+ * traceparent (or, untraced, the current one) into tp (56 bytes, "" when
+ * none). Any thread. */
+struct ukko_span *streams__trace_send_begin(const char *topic, const void *key, size_t klen,
+                                            char tp[56]);
+void streams__trace_send_end(struct ukko_span *sp, int rc);
 
 /* handler.c: the trampolines through which sharding calls a streams type's
  * handler (so that ukko_stream_produce knows the record it serves). */
