@@ -545,6 +545,8 @@ void sh__shard_progress(sh_shard_t *sh)
     int64_t took = now - sh->handoff_at;
     s->handoffs++;
     s->handoff_ms_sum += (uint64_t)(took > 0 ? took : 0);
+    ukko_prom_hist_observe(&s->handoff_hist, ukko_prom_duration_bounds,
+                           ukko_prom_duration_nbounds, took > 0 ? (double)took / 1000.0 : 0);
     ukko_logf(UKKO_LOG_INFO, "sharding",
               UKKO_FIELDS(UKKO_FS("type", ty->name), UKKO_FI("shard", sh->id),
                           UKKO_FI("duration_ms", took)),

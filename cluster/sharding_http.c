@@ -181,12 +181,12 @@ void sh__metrics(ukko_buf_t *out, void *ud)
     ukko_prom_family(out, "ukko_sharding_handoffs_total", "counter",
                      "Shards this node handed off (stopped, drained, told the coordinator).");
     ukko_prom_sample(out, "ukko_sharding_handoffs_total", NULL, NULL, 0, (double)s->handoffs);
-    ukko_prom_family(out, "ukko_sharding_handoff_seconds", "summary",
-                     "Time from HANDOFF to STOPPED on this node.");
-    ukko_prom_sample(out, "ukko_sharding_handoff_seconds_sum", NULL, NULL, 0,
-                     (double)s->handoff_ms_sum / 1000.0);
-    ukko_prom_sample(out, "ukko_sharding_handoff_seconds_count", NULL, NULL, 0,
-                     (double)s->handoffs);
+    ukko_prom_family(out, "ukko_sharding_handoff_seconds", "histogram",
+                     "Time from HANDOFF to STOPPED on this node (feed drained, last commit, "
+                     "entities stopped).");
+    ukko_prom_histogram(out, "ukko_sharding_handoff_seconds", NULL, NULL, 0,
+                        ukko_prom_duration_bounds, ukko_prom_duration_nbounds,
+                        s->handoff_hist.buckets, s->handoff_hist.count, s->handoff_hist.sum);
     ukko_prom_family(out, "ukko_sharding_frames_duplicate_total", "counter",
                      "Frames a member wrote again after a broken connection, which this node "
                      "already had (dropped).");

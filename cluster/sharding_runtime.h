@@ -133,6 +133,7 @@ struct ukko_sharding {
     /* counters */
     uint64_t tells_local, tells_remote, tells_forwarded, tells_dropped, tells_full;
     uint64_t handoffs, handoff_ms_sum, frames_in, frames_bad, link_drops;
+    ukko_prom_hist_t handoff_hist; /* seconds, HANDOFF to STOPPED here */
     uint64_t links_idle_closed;
     uint64_t shards_stopped_foreign; /* running here, yet a table named another owner */
 };

@@ -260,6 +260,9 @@ void ukko__dispatchers_free(ukko_actor_system_t *sys);
 ukko__dispatcher_t *ukko__dispatcher_find(ukko_actor_system_t *sys, const char *name);
 /* True when no actor is queued or running anywhere. */
 bool ukko__dispatchers_quiet(ukko_actor_system_t *sys);
+/* Actors with messages waiting for a thread of d (run rings and injection
+ * queue); a racy reading for /metrics. Any thread. */
+size_t ukko__dispatcher_queued(ukko__dispatcher_t *d);
 /* Runs queued loop actors (the loop thread): at most max turns. */
 void ukko__loop_run(ukko__dispatcher_t *d, int max);
 /* Starvation monitor scan (timer thread). */

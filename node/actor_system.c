@@ -310,6 +310,14 @@ void ukko_actor_system_metrics(ukko_buf_t *out, void *ud)
         ukko_prom_sample(out, "ukko_actor_dispatcher_threads", k, v, 1,
                          sys->disp[i]->executor == EXEC_LOOP ? 1 : sys->disp[i]->nthreads);
     }
+    ukko_prom_family(out, "ukko_actor_dispatcher_queue_depth", "gauge",
+                     "Actors with messages waiting for a thread of the dispatcher (its run "
+                     "queues); grows when handlers cannot keep up.");
+    for (int i = 0; i < sys->ndisp; i++) {
+        const char *v[] = {sys->disp[i]->name};
+        ukko_prom_sample(out, "ukko_actor_dispatcher_queue_depth", k, v, 1,
+                         (double)ukko__dispatcher_queued(sys->disp[i]));
+    }
     ukko_prom_family(out, "ukko_actor_starvation_total", "counter",
                      "Turns in which a handler held a dispatcher thread longer than "
                      "dispatchers.starvation-threshold.");

@@ -655,3 +655,17 @@ bool ukko__dispatchers_quiet(ukko_actor_system_t *sys)
     }
     return atomic_load_explicit(&sys->nsuspended, memory_order_seq_cst) == 0;
 }
+
+size_t ukko__dispatcher_queued(ukko__dispatcher_t *d)
+{
+    /* For /metrics only: relaxed loads of words the owners and thieves move
+     * meanwhile, so a reading may be off by the turns taken while it runs. */
+    size_t n = atomic_load_explicit(&d->inject_len, memory_order_relaxed);
+    for (int i = 0; d->workers && i < d->nthreads; i++) {
+        uint32_t h = atomic_load_explicit(&d->workers[i].head, memory_order_relaxed);
+        uint32_t t = atomic_load_explicit(&d->workers[i].tail, memory_order_relaxed);
+        uint32_t len = t - h;
+        n += len <= RING_SIZE ? len : 0; /* head read after a take: ignore */
+    }
+    return n;
+}

@@ -210,6 +210,40 @@ void ukko_prom_family(ukko_buf_t *out, const char *name, const char *type, const
 void ukko_prom_sample(ukko_buf_t *out, const char *name, const char *const *label_keys,
                       const char *const *label_values, size_t nlabels, double value);
 
+/* A histogram's counts with fixed upper bounds (seconds, or the family's
+ * unit). The owner's thread observes; the collector on the loop thread reads,
+ * so a histogram observed off the loop needs its own lock. */
+#define UKKO_PROM_MAX_BUCKETS 16
+typedef struct ukko_prom_hist {
+    uint64_t buckets[UKKO_PROM_MAX_BUCKETS]; /* cumulative: observations <= bounds[i] */
+    uint64_t count;
+    double sum;
+} ukko_prom_hist_t;
+
+/* Bounds for durations from a millisecond to a minute (hand-offs, stops). */
+extern const double ukko_prom_duration_bounds[];
+extern const size_t ukko_prom_duration_nbounds;
+
+/* Counts v in h; bounds ascend, nbounds <= UKKO_PROM_MAX_BUCKETS. */
+void ukko_prom_hist_observe(ukko_prom_hist_t *h, const double *bounds, size_t nbounds, double v);
+/* Writes name_bucket{labels,le=...} for each bound and +Inf, name_sum and
+ * name_count (after ukko_prom_family(out, name, "histogram", help)).
+ * buckets are cumulative; at most 7 labels. */
+void ukko_prom_histogram(ukko_buf_t *out, const char *name, const char *const *label_keys,
+                         const char *const *label_values, size_t nlabels, const double *bounds,
+                         size_t nbounds, const uint64_t *buckets, uint64_t count, double sum);
+
+/* Tracing's place in /metrics: the span exporter adds here (any thread) and
+ * every node's /metrics shows ukko_trace_spans_exported_total and
+ * ukko_trace_spans_dropped_total{reason} (0 while tracing is off). */
+typedef enum {
+    UKKO_SPANS_EXPORTED = 0,    /* accepted by the collector */
+    UKKO_SPANS_DROPPED_QUEUE,   /* reason="queue_full": the bounded queue was full */
+    UKKO_SPANS_DROPPED_EXPORT,  /* reason="export_failed": retries ran out */
+    UKKO_SPANS_NCOUNTS
+} ukko_spans_count_t;
+void ukko_metrics_spans_add(ukko_spans_count_t what, uint64_t n);
+
 /* ------------------------------------------------------------------ tracing */
 
 /* W3C Trace Context and OpenTelemetry spans (docs/tracing.md). A span is

@@ -1,11 +1,13 @@
 /* metrics.c: the ukko_kafka_* families of /metrics: per partition this node
- * owns (records processed and failed, committed offset, lag from the
- * broker's high watermark, in flight, paused), per type (commits and their
- * latency, hand-offs, dead letters, key/partition mismatches) and the
- * producer. Loop thread; the producer's counts from handlers are atomics. */
+ * owns (records processed and failed, committed offset, lag in records from
+ * the broker's high watermark and in seconds from the held records'
+ * timestamps, in flight, paused), per type (commits and their latency,
+ * hand-offs, dead letters, key/partition mismatches) and the producer. Loop
+ * thread; the producer's counts from handlers are atomics. */
 #include "streams_internal.h"
 
 #include <stdio.h>
+#include <time.h>
 
 typedef struct fam {
     const char *name, *type, *help;
@@ -21,13 +23,56 @@ static const fam_t part_fams[] = {
      "Records sent to the dead-letter topic after their last retry."},
     {"ukko_kafka_committed_offset", "gauge",
      "The offset this node last committed for the partition (the next to read)."},
-    {"ukko_kafka_lag", "gauge",
-     "The partition's high watermark minus the committed offset (records not yet done)."},
+    {"ukko_kafka_lag_records", "gauge",
+     "The partition's high watermark minus the offset this node committed (records not yet "
+     "committed)."},
+    {"ukko_kafka_lag_seconds", "gauge",
+     "Age of the oldest record of the partition this node fetched and has not finished (now "
+     "minus its Kafka timestamp); 0 when none is held."},
     {"ukko_kafka_in_flight", "gauge",
      "Records handed to entities and not yet in the acknowledged prefix."},
     {"ukko_kafka_partition_paused", "gauge",
      "1 while fetching is paused (backpressure or hand-off)."},
 };
+
+/* now minus the earliest Kafka timestamp (CreateTime or LogAppendTime, as
+ * the topic says) among the records still held: the records acked but not
+ * yet committed are done, and those not fetched yet are younger than any
+ * held one while the feed keeps up (see docs/metrics.md). */
+static double oldest_age_s(const streams__part_t *p)
+{
+    int64_t oldest = -1;
+    for (const streams__rec_t *r = p->recs; r; r = r->next) {
+        if (!r->msg)
+            continue;
+        rd_kafka_timestamp_type_t tt;
+        int64_t ts = rd_kafka_message_timestamp(r->msg, &tt);
+        if (ts >= 0 && (oldest < 0 || ts < oldest))
+            oldest = ts;
+    }
+    if (oldest < 0)
+        return 0;
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    double age = (double)now.tv_sec + (double)now.tv_nsec / 1e9 - (double)oldest / 1000.0;
+    return age > 0 ? age : 0;
+}
+
+/* Nothing committed or seen here yet (a partition just taken, or idle): the
+ * consumer's fetch position stands for the committed offset it started
+ * from, so an idle partition shows its lag too. Local, no request; -1 when
+ * librdkafka has no position yet. */
+static int64_t fetch_position(streams__source_t *src, const streams__part_t *p)
+{
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, src->topic, p->partition);
+    int64_t pos = -1;
+    if (rd_kafka_position(src->rk, l) == RD_KAFKA_RESP_ERR_NO_ERROR && l->elems[0].err == 0 &&
+        l->elems[0].offset >= 0)
+        pos = l->elems[0].offset;
+    rd_kafka_topic_partition_list_destroy(l);
+    return pos;
+}
 
 static void part_samples(ukko_buf_t *out, int fam, streams__source_t *src)
 {
@@ -52,6 +97,8 @@ static void part_samples(ukko_buf_t *out, int fam, streams__source_t *src)
             break;
         case 5: {
             int64_t lo = -1, hi = -1;
+            if (committed < 0)
+                committed = fetch_position(src, p);
             /* The cached watermarks of the last fetch response: no request. */
             if (committed < 0 ||
                 rd_kafka_get_watermark_offsets(src->rk, src->topic, p->partition, &lo, &hi) ||
@@ -60,7 +107,8 @@ static void part_samples(ukko_buf_t *out, int fam, streams__source_t *src)
             v = (double)(hi > committed ? hi - committed : 0);
             break;
         }
-        case 6: v = (double)streams__wm_open(&p->wm); break;
+        case 6: v = oldest_age_s(p); break;
+        case 7: v = (double)streams__wm_open(&p->wm); break;
         default: v = p->paused ? 1 : 0; break;
         }
         ukko_prom_sample(out, part_fams[fam].name, keys, vals, 3, v);
@@ -125,22 +173,10 @@ void ukko_streams_metrics(ukko_buf_t *out, void *ud)
     ukko_prom_family(out, "ukko_kafka_commit_latency_seconds", "histogram",
                      "From a commit's send to the broker's answer.");
     for (streams__source_t *s = st->sources; s; s = s->next) {
-        const char *hk[] = {"type", "topic", "le"};
-        for (int b = 0; b < 8; b++) {
-            char le[16];
-            snprintf(le, sizeof(le), "%g", streams__latency_bounds_s[b]);
-            const char *hv[] = {s->type, s->topic, le};
-            ukko_prom_sample(out, "ukko_kafka_commit_latency_seconds_bucket", hk, hv, 3,
-                             (double)s->committer.latency_buckets[b]);
-        }
-        const char *hv[] = {s->type, s->topic, "+Inf"};
-        ukko_prom_sample(out, "ukko_kafka_commit_latency_seconds_bucket", hk, hv, 3,
-                         (double)s->committer.commits);
         const char *tv[] = {s->type, s->topic};
-        ukko_prom_sample(out, "ukko_kafka_commit_latency_seconds_sum", tk, tv, 2,
-                         s->committer.latency_sum_s);
-        ukko_prom_sample(out, "ukko_kafka_commit_latency_seconds_count", tk, tv, 2,
-                         (double)s->committer.commits);
+        ukko_prom_histogram(out, "ukko_kafka_commit_latency_seconds", tk, tv, 2,
+                            streams__latency_bounds_s, 8, s->committer.latency_buckets,
+                            s->committer.commits, s->committer.latency_sum_s);
     }
     ukko_prom_family(out, "ukko_kafka_handoffs_total", "counter",
                      "Shards of the type this node stopped (handed off or at once).");

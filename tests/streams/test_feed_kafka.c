@@ -452,7 +452,7 @@ Test(feed_kafka, metrics_then_a_stop_at_once_commits_what_is_acknowledged, .time
     feed_open(&f, k.bootstrap, NULL);
     feed_add(&f, &downed_type, "downed-in");
     feed_start(&f, "downed");
-    lag_wait_t lw = {"ukko_kafka_lag{type=\"downed\",topic=\"downed-in\",partition=\"0\"} "};
+    lag_wait_t lw = {"ukko_kafka_lag_records{type=\"downed\",topic=\"downed-in\",partition=\"0\"} "};
     lines = orders_lines(10, 20, 400);
     kc_produce(k.bootstrap, "downed-in", lines);
     free(lines);
