@@ -55,7 +55,8 @@ typedef struct ukko_cluster_bootstrap_config {
 /* Cluster sharding (keys cluster.sharding.*, Pekko's names where it has
  * them; see docs/sharding.md). */
 typedef struct ukko_cluster_sharding_config {
-    int64_t down_removal_margin_ms;   /* shards of a Down member move only after this */
+    char *down_removal_margin;        /* "auto" or a duration: shards of a Down member move
+                                       * only after it (cluster__down_removal_margin_ms) */
     int64_t passivate_idle_ms;        /* an entity idle this long is stopped */
     int64_t buffer_size;              /* tells held while shards have no owner, per node */
     int64_t buffer_bytes;             /* and their bytes */

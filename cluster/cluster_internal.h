@@ -319,6 +319,16 @@ int cluster__sbr_params_from_config(cluster__sbr_params_t *p, const ukko_cluster
 cluster__sbr_decision_t cluster__sbr_decide(const cluster__sbr_params_t *p,
                                             const cluster__sbr_member_t *v, size_t n, char *why,
                                             size_t whylen);
+/* Whether the side of the view v[0..n) goes (down-reachable or down-all)
+ * both with member i reachable and with it unreachable: then i leaving the
+ * side (an exit, a cut inside the side) leaves the decision as it was, and
+ * does not restart stable-after. Pure; v is left as it was given. */
+bool cluster__sbr_goes_either_way(const cluster__sbr_params_t *p, cluster__sbr_member_t *v,
+                                  size_t n, size_t i);
+/* cluster.sharding.down-removal-margin in milliseconds: the configured
+ * duration, or for "auto" the longer of the resolver's stable-after and its
+ * down-all-when-unstable plus 2.5 s (docs/sharding.md says why). */
+int64_t cluster__down_removal_margin_ms(const ukko_cluster_config_t *cc);
 const char *cluster__sbr_decision_name(cluster__sbr_decision_t d);
 const char *cluster__sbr_strategy_name(int strategy);
 /* Registers the cluster.split-brain-resolver.* keys into cc->sbr. */

@@ -52,6 +52,38 @@ static int check_name(const cJSON *v, char *why, size_t whylen)
     return 0;
 }
 
+static int check_margin(const cJSON *v, char *why, size_t whylen)
+{
+    int64_t ms = -1;
+    if (cJSON_IsString(v) &&
+        (!strcmp(v->valuestring, "auto") ||
+         (ukko_parse_duration(v->valuestring, &ms) == 0 && ms >= 0 && ms <= 3600000)))
+        return 0;
+    snprintf(why, whylen,
+             "\"auto\" (the split-brain resolver's stable-after, and at least its "
+             "down-all-when-unstable + 2.5s) or a duration from 0s to 1h such as \"10s\"");
+    return UKKO_EINVAL;
+}
+
+/* Pekko's margin is the resolver's stable-after. Here also at least
+ * down-all-when-unstable + 2.5 s: a side that should go but whose view
+ * keeps changing goes at the latest down-all-when-unstable after the other
+ * side could decide, plus the skew of the two sides' first suspicions (a
+ * probe interval and its timeout, 1.5 s) and a Kafka feed's last commit
+ * (0.8 s). docs/sharding.md, "The margin", has the whole bound. */
+int64_t cluster__down_removal_margin_ms(const ukko_cluster_config_t *cc)
+{
+    const char *s = cc->sharding.down_removal_margin;
+    int64_t ms = 0;
+    if (s && strcmp(s, "auto") && ukko_parse_duration(s, &ms) == 0)
+        return ms;
+    cluster__sbr_params_t p;
+    char why[320];
+    (void)cluster__sbr_params_from_config(&p, &cc->sbr, why, sizeof(why)); /* filled either way */
+    int64_t unstable = p.down_all_when_unstable_ms ? p.down_all_when_unstable_ms + 2500 : 0;
+    return p.stable_after_ms > unstable ? p.stable_after_ms : unstable;
+}
+
 #define CC(f) offsetof(ukko_cluster_config_t, f)
 static const ukko_cfg_key_t cluster_keys[] = {
     {"cluster.hostname", UKKO_CFG_STRING, CC(hostname), "\"\"", 0, 0, NULL, NULL,
@@ -156,11 +188,12 @@ static const ukko_cfg_key_t sharding_keys[] = {
      "A node that learns it was downed (split-brain resolver, `ukko down`) stops its shards at "
      "once and exits 1, so that Kubernetes restarts it as a new member (Pekko's default); "
      "false: it stays up, not ready."},
-    {"cluster.sharding.down-removal-margin", UKKO_CFG_DURATION,
-     CC(sharding.down_removal_margin_ms), "\"3s\"", 0, 3600000, NULL, NULL,
+    {"cluster.sharding.down-removal-margin", UKKO_CFG_STRING,
+     CC(sharding.down_removal_margin), "\"auto\"", 0, 0, NULL, check_margin,
      "Shards of a member that is Down (or gone) move only this long after the coordinator saw "
-     "it so: longer than the two sides of a cut take to decide (the split-brain resolver's "
-     "measured skew is under 2s), so a downed node has stopped its shards first."},
+     "it so, so that a downed node, whose side of a cut decides on its own clock, has stopped "
+     "them first; \"auto\": the resolver's stable-after, and at least its "
+     "down-all-when-unstable + 2.5s (7.75s with the defaults; see docs/sharding.md)."},
     {"cluster.sharding.passivate-idle-timeout", UKKO_CFG_DURATION,
      CC(sharding.passivate_idle_ms), "\"120s\"", 100, 86400000, NULL, NULL,
      "An entity that got no message for this long is stopped (its state freed); the next "

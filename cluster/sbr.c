@@ -340,6 +340,24 @@ cluster__sbr_decision_t cluster__sbr_decide(const cluster__sbr_params_t *p,
     }
 }
 
+static bool goes(cluster__sbr_decision_t d)
+{
+    return d == CLUSTER__SBR_DOWN_REACHABLE || d == CLUSTER__SBR_DOWN_ALL;
+}
+
+bool cluster__sbr_goes_either_way(const cluster__sbr_params_t *p, cluster__sbr_member_t *v,
+                                  size_t n, size_t i)
+{
+    char why[240];
+    bool was = v[i].unreachable;
+    v[i].unreachable = false;
+    bool with = goes(cluster__sbr_decide(p, v, n, why, sizeof(why)));
+    v[i].unreachable = true;
+    bool without = goes(cluster__sbr_decide(p, v, n, why, sizeof(why)));
+    v[i].unreachable = was;
+    return with && without;
+}
+
 /* ------------------------------------------------------------ driver */
 
 static bool is_unreachable(int status, int live)
@@ -373,6 +391,28 @@ static void fmt_ms(int64_t ms, char *out, size_t outlen)
     ukko_format_duration(ms, out, outlen);
 }
 
+/* This node's view as the decision takes it; the caller frees it. */
+static cluster__sbr_member_t *view_of(const cluster__mship_t *m)
+{
+    cluster__sbr_member_t *v = malloc((m->nmem ? m->nmem : 1) * sizeof(*v));
+    if (!v) {
+        ukko_log(UKKO_LOG_ERROR, "cluster", "split-brain resolver: out of memory");
+        abort();
+    }
+    for (size_t i = 0; i < m->nmem; i++) {
+        const cluster__member_t *mem = &m->mem[i];
+        const cluster__ident_t *id = ms__ident(m, mem);
+        v[i] = (cluster__sbr_member_t){
+            .addr = cluster__ids_addr_at(m->ids, id->addr),
+            .started_ms = id->started_ms,
+            .status = mem->status,
+            .unreachable = mem->ident != m->self_ident && is_unreachable(mem->status, mem->live),
+            .has_role = has_role(id->roles, m->p.sbr.role),
+        };
+    }
+    return v;
+}
+
 /* A suspicion this node raised is told first hand to every member of a
  * small cluster (64 or fewer, as membership does with verdicts): gossip
  * picks its targets at random, unreachable ones included, and in a small
@@ -396,18 +436,69 @@ static void tell_suspicion(cluster__mship_t *m, uint32_t ident)
             ms__send(m, ms__addr(m, &m->mem[i]), &w);
 }
 
+/* Whether a side that goes would still go without member ident, and did
+ * with it: its leaving the side changes nothing of the decision. */
+static bool still_goes(const cluster__mship_t *m, uint32_t ident)
+{
+    size_t i = 0;
+    while (i < m->nmem && m->mem[i].ident != ident)
+        i++;
+    if (i == m->nmem)
+        return false;
+    cluster__sbr_member_t *v = view_of(m);
+    bool r = cluster__sbr_goes_either_way(&m->p.sbr, v, m->nmem, i);
+    free(v);
+    return r;
+}
+
+/* This node was downed by another, without a reason of its own: if its
+ * own view has its side going, that is why (a member of its side decided
+ * first and took it along, or the side that stays told it across a one-way
+ * cut), and /ready and the exit say so. */
+static void downed_with_side(cluster__mship_t *m, int old_status)
+{
+    ms_sbr_t *r = &m->sbr;
+    if (r->reason[0] || !r->nunreachable)
+        return;
+    cluster__sbr_member_t *v = view_of(m);
+    for (size_t i = 0; i < m->nmem; i++)
+        if (m->mem[i].ident == m->self_ident)
+            v[i].status = (uint8_t)old_status; /* as it decided a moment ago */
+    char why[240];
+    cluster__sbr_decision_t d = cluster__sbr_decide(&m->p.sbr, v, m->nmem, why, sizeof(why));
+    free(v);
+    if (!goes(d))
+        return;
+    snprintf(r->reason, sizeof(r->reason),
+             "Down: the split-brain resolver downed this node with its side, which goes "
+             "(%.130s); restart it to rejoin",
+             why);
+    ukko_logf(UKKO_LOG_ERROR, "cluster", UKKO_FIELDS(UKKO_FS("reason", why)),
+              "split-brain resolver: this node was downed with its side, which goes (%s), "
+              "as it would have decided itself; restart it to rejoin once the network is whole",
+              why);
+}
+
 /* Pekko resets the stable deadline when a member becomes unreachable or
  * reachable again, is Up, Exiting or Down; not for joining, leaving or
  * removal, so a stream of joiners never holds a decision back. Nor here
  * when a reachable member goes Down (it downed itself, or its process was
  * found gone): that only makes this side smaller, which can only turn a
  * decision to stay into one to go, the safe way; while resetting made the
- * nodes of a losing side wait for each other's downs in turn. */
+ * nodes of a losing side wait for each other's downs in turn. Nor when a
+ * member becomes unreachable while this side goes with it and without it:
+ * a member of a side that goes, exiting after its own decision before its
+ * Down reached the others (or cut from them inside the side), made the
+ * others wait a whole stable-after more, and the other side took their
+ * shards while they still ran them (netns_sharding.py saw it). Going
+ * sooner is the safe way: it can only stop work, never start it twice. */
 void ms__sbr_changed(cluster__mship_t *m, uint32_t ident, int old_status, int old_live,
                      int status, int live)
 {
     ms_sbr_t *r = &m->sbr;
     int64_t now = ms__now(m);
+    if (ident == m->self_ident && status >= UKKO_MEMBER_DOWN && old_status < UKKO_MEMBER_DOWN)
+        downed_with_side(m, old_status);
     bool reset = status != old_status &&
                  (status == UKKO_MEMBER_UP || status == UKKO_MEMBER_EXITING ||
                   (status == UKKO_MEMBER_DOWN && old_live != CLUSTER__ALIVE));
@@ -424,7 +515,8 @@ void ms__sbr_changed(cluster__mship_t *m, uint32_t ident, int old_status, int ol
         if (status >= UKKO_MEMBER_DOWN)
             r->resolved_at = now;
         r->unstable_changes++;
-        reset = true;
+        if (!(is && before && status < UKKO_MEMBER_DOWN && still_goes(m, ident)))
+            reset = true;
         const cluster__member_t *self = ms__self(m);
         /* As Pekko: said at INFO by the leader, which decides; the others
          * (and every brief suspicion of a lossy network) at DEBUG. */
@@ -454,18 +546,52 @@ void ms__sbr_changed(cluster__mship_t *m, uint32_t ident, int old_status, int ol
         r->unstable_changes = 0;
 }
 
-static void down_self(cluster__mship_t *m, const char *strategy, const char *why)
+/* A side that goes, goes as a whole, as Pekko's leader of such a side downs
+ * every reachable member of it: besides itself, this node downs every
+ * member it has heard from first hand since its view last changed (so on
+ * its side of the cut, whatever it is told), and tells each directly, as
+ * the leader of a side that stays tells the members it downs. They would
+ * reach the same decision from the same view, but each on its own clock:
+ * one whose view settled later, or that took this node's exit for one more
+ * change, still ran its shards when the other side took them. A member
+ * not heard from since may be across the cut: it decides for itself. Last,
+ * this node's own Down goes first hand to every member it reaches (64 or
+ * fewer, as verdicts do), so its exit is not taken for a new cut. Returns
+ * the members downed, itself included. */
+static uint64_t down_side(cluster__mship_t *m, const char *strategy, const char *why)
 {
     cluster__member_t *self = ms__self(m);
+    uint32_t since = ds_of(m, m->sbr.stable_since);
+    char me[64], because[320];
+    cluster__addr_format(cluster__ids_addr_at(m->ids, m->self_addr), me, sizeof(me));
+    snprintf(because, sizeof(because),
+             "split-brain resolver of %s, on the same side, which goes: %s", me, why);
+    uint64_t n = 0;
+    for (size_t i = 0; i < m->nmem; i++) {
+        cluster__member_t *mem = &m->mem[i];
+        if (mem->ident == m->self_ident || mem->status >= UKKO_MEMBER_EXITING ||
+            mem->live != CLUSTER__ALIVE || mem->heard_ds < since)
+            continue;
+        ms__send_dead_to(m, ms__addr(m, mem), mem->ident);
+        ms__declare_dead(m, mem, because);
+        n++;
+    }
+    if (m->nmem <= 64)
+        for (size_t i = 0; i < m->nmem; i++)
+            if (ms__usable(m, &m->mem[i]) && m->mem[i].live == CLUSTER__ALIVE)
+                ms__send_dead_to(m, ms__addr(m, &m->mem[i]), m->self_ident);
     snprintf(m->sbr.reason, sizeof(m->sbr.reason),
              "Down: the split-brain resolver downed this node (%s); restart it to rejoin", why);
     ukko_logf(UKKO_LOG_ERROR, "cluster",
-              UKKO_FIELDS(UKKO_FS("strategy", strategy), UKKO_FS("reason", why)),
-              "split-brain resolver: this node is on a side that goes (%s): it downs itself, "
-              "is no longer a member and stays not ready; restart it to rejoin once the "
-              "network is whole",
-              why);
+              UKKO_FIELDS(UKKO_FS("strategy", strategy), UKKO_FS("reason", why),
+                          UKKO_FI("side_downed", n)),
+              "split-brain resolver: this node is on a side that goes (%s): it downs itself "
+              "and the %llu member(s) of its side it heard from since its view settled, is no "
+              "longer a member and stays not ready; restart it to rejoin once the network is "
+              "whole",
+              why, (unsigned long long)n);
     ms__set_status(m, self, UKKO_MEMBER_DOWN);
+    return n + 1;
 }
 
 /* The verdicts of one decision that downed a few members, to every
@@ -492,10 +618,8 @@ static void tell_verdicts(cluster__mship_t *m)
 }
 
 /* Acts on a decision. A side that stays: its leader downs the unreachable
- * (Exiting ones are leaving anyway). A side that goes: every node downs
- * itself, leader or not, and nobody else: its peers reach the same
- * decision from the same view, and telling them would only make moments
- * in which nodes still Up hold each other Down. */
+ * (Exiting ones are leaving anyway). A side that goes: the first of its
+ * nodes to decide downs the side (down_side), leader or not. */
 static void act(cluster__mship_t *m, cluster__sbr_decision_t d, bool unstable, const char *why)
 {
     ms_sbr_t *r = &m->sbr;
@@ -528,8 +652,7 @@ static void act(cluster__mship_t *m, cluster__sbr_decision_t d, bool unstable, c
                       "downed %llu unreachable member(s)",
                       cluster__sbr_decision_name(d), why, (unsigned long long)downed);
     } else if (d == CLUSTER__SBR_DOWN_REACHABLE || d == CLUSTER__SBR_DOWN_ALL) {
-        down_self(m, strategy, why);
-        downed++;
+        downed += down_side(m, strategy, why);
     }
     if (!downed)
         return;
@@ -594,22 +717,7 @@ static void decide(cluster__mship_t *m, int64_t now)
      * leader it waits for is gone. */
     int64_t again = p->stable_after_ms / 2 < 1000 ? p->stable_after_ms / 2 : 1000;
     r->next_look = now + (again > 10 ? again : 10);
-    cluster__sbr_member_t *v = malloc((m->nmem ? m->nmem : 1) * sizeof(*v));
-    if (!v) {
-        ukko_log(UKKO_LOG_ERROR, "cluster", "split-brain resolver: out of memory");
-        abort();
-    }
-    for (size_t i = 0; i < m->nmem; i++) {
-        const cluster__member_t *mem = &m->mem[i];
-        const cluster__ident_t *id = ms__ident(m, mem);
-        v[i] = (cluster__sbr_member_t){
-            .addr = cluster__ids_addr_at(m->ids, id->addr),
-            .started_ms = id->started_ms,
-            .status = mem->status,
-            .unreachable = mem->ident != m->self_ident && is_unreachable(mem->status, mem->live),
-            .has_role = has_role(id->roles, p->role),
-        };
-    }
+    cluster__sbr_member_t *v = view_of(m);
     char why[240];
     cluster__sbr_decision_t d = cluster__sbr_decide(p, v, m->nmem, why, sizeof(why));
     if (all_gone(m)) {

@@ -1002,7 +1002,7 @@ int ukko_sharding_new(ukko_cluster_t *c, ukko_actor_system_t *sys, ukko_sharding
     s->cfg = &c->cc->sharding;
     s->loop = c->loop;
     s->pinned = SH_NONE;
-    shard__co_params_t p = {.down_removal_margin_ms = s->cfg->down_removal_margin_ms,
+    shard__co_params_t p = {.down_removal_margin_ms = cluster__down_removal_margin_ms(c->cc),
                             .rebalance_interval_ms = s->cfg->rebalance_interval_ms,
                             .max_simultaneous = s->cfg->rebalance_max_simultaneous,
                             .handoff_timeout_ms = s->cfg->handoff_timeout_ms < 1000

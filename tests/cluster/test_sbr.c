@@ -280,6 +280,71 @@ Test(sbr_decide, settings)
     cr_assert_eq(p.down_all_when_unstable_ms, 90000);
 }
 
+/* A member that leaves a side that goes (it exits after its own decision,
+ * or a cut inside the side hides it) leaves the side's decision as it was:
+ * the rule by which it does not restart stable-after there. Where the side
+ * stays, or would stay with or without it, it does. */
+Test(sbr_decide, a_member_leaving_a_side_that_goes_leaves_the_decision_as_it_was)
+{
+    cluster__sbr_params_t p = params(CLUSTER__SBR_KEEP_MAJORITY);
+    cluster__sbr_member_t v[6];
+    view(v, 5);
+    v[0].unreachable = v[1].unreachable = v[2].unreachable = true; /* this side: 3 4 */
+    cr_assert(cluster__sbr_goes_either_way(&p, v, 5, 4), "2 of 5 go, and 1 of 5 would too");
+    cr_assert(!v[4].unreachable, "the view is left as it was given");
+    view(v, 5);
+    v[3].unreachable = v[4].unreachable = true; /* this side: 0 1 2 */
+    cr_assert(!cluster__sbr_goes_either_way(&p, v, 5, 2), "3 of 5 stay: a change there counts");
+    /* 3|3 without the lowest address: goes, and 2 against 4 goes too */
+    view(v, 6);
+    v[0].unreachable = v[2].unreachable = v[4].unreachable = true;
+    cr_assert(cluster__sbr_goes_either_way(&p, v, 6, 3));
+    /* static-quorum 3: a side of 2 goes either way */
+    p = params(CLUSTER__SBR_STATIC_QUORUM);
+    p.quorum_size = 3;
+    view(v, 5);
+    v[0].unreachable = v[1].unreachable = v[2].unreachable = true;
+    cr_assert(cluster__sbr_goes_either_way(&p, v, 5, 4));
+    /* keep-oldest with down-if-alone: the oldest (0) and 1 here, 3 across:
+     * this side stays with 1, and goes without it (the oldest alone), so
+     * losing 1 is a change that must be waited out. */
+    p = params(CLUSTER__SBR_KEEP_OLDEST);
+    view(v, 5);
+    v[2].unreachable = v[3].unreachable = v[4].unreachable = true;
+    cr_assert(!cluster__sbr_goes_either_way(&p, v, 5, 1));
+    /* down-all: any unreachable member and every side goes */
+    p = params(CLUSTER__SBR_DOWN_ALL_NODES);
+    view(v, 5);
+    v[0].unreachable = true;
+    cr_assert(cluster__sbr_goes_either_way(&p, v, 5, 3));
+}
+
+/* cluster.sharding.down-removal-margin: "auto" is the resolver's
+ * stable-after (Pekko's), and at least down-all-when-unstable + 2.5 s: a
+ * side that should go but keeps seeing changes goes that late. */
+Test(sbr_decide, the_down_removal_margin_covers_the_resolver)
+{
+    ukko_cluster_config_t cc;
+    memset(&cc, 0, sizeof(cc));
+    cc.sbr.strategy = CLUSTER__SBR_KEEP_MAJORITY;
+    cc.sbr.stable_after_ms = 7000;
+    cc.sbr.down_all_when_unstable = "on";
+    cc.sbr.down_if_alone = true;
+    cc.sharding.down_removal_margin = "auto";
+    cr_assert_eq(cluster__down_removal_margin_ms(&cc), 7750,
+                 "the defaults: 5.25 s of down-all-when-unstable + 2.5 s, over stable-after 7 s");
+    cc.sbr.stable_after_ms = 3000;
+    cr_assert_eq(cluster__down_removal_margin_ms(&cc), 6500,
+                 "3 s: down-all-when-unstable is 4 s, + 2.5 s");
+    cc.sbr.down_all_when_unstable = "off";
+    cr_assert_eq(cluster__down_removal_margin_ms(&cc), 3000, "without it: stable-after");
+    cc.sbr.stable_after_ms = 20000;
+    cc.sbr.down_all_when_unstable = "on";
+    cr_assert_eq(cluster__down_removal_margin_ms(&cc), 20000, "20 s: stable-after is longer");
+    cc.sharding.down_removal_margin = "1500ms";
+    cr_assert_eq(cluster__down_removal_margin_ms(&cc), 1500, "a duration is taken as it is");
+}
+
 /* --------------------------------------- the resolver in the core */
 
 static sim_world_t *w;
@@ -620,4 +685,150 @@ Test(sbr_sim, a_link_that_never_settles_ends_in_down_all_not_two_clusters)
         unstable += cluster__mship_sbr_decisions(sim_mship(w, i))[0];
     cr_assert_gt(unstable, 0, "down-all-when-unstable acted");
     assert_one_cluster("after the link settled");
+}
+
+/* ------------------------- a side that goes, goes as a whole, in time */
+
+/* Whether node at sees every node in [from, to) unreachable (or Down). */
+static bool sees_cut(size_t at, size_t from, size_t to)
+{
+    cluster__mship_t *m = sim_mship(w, at);
+    for (size_t j = from; j < to; j++)
+        for (size_t k = 0; k < cluster__mship_count(m); k++) {
+            const cluster__member_t *mem = cluster__mship_at(m, k);
+            if (mem->ident == sim_ident(w, j) && mem->live == CLUSTER__ALIVE &&
+                mem->status < UKKO_MEMBER_DOWN)
+                return false;
+        }
+    return true;
+}
+
+static bool self_down(size_t i)
+{
+    return sim_crashed(w, i) || cluster__mship_self_status(sim_mship(w, i)) >= UKKO_MEMBER_DOWN;
+}
+
+/* The two of a 3|2 cut lose each other too once each has seen the three
+ * go (each is then alone: no word of the other's decision can reach it),
+ * and each exits once it downed itself, as a node does. Each still decides
+ * stable-after after its view of the cut settled: the other's leaving
+ * (unreachable, then gone) does not restart its wait, as it did, when the
+ * other side took the shards of a node still running them. Seeds 1 to 10
+ * (cuts at different phases of the probes): in seed 9 the other's loss
+ * came inside the wait, and node 4 went 3.75 s late. */
+Test(sbr_sim, a_member_leaving_a_side_that_goes_does_not_restart_its_wait)
+{
+    cluster__params_t p;
+    cluster__params_default(&p);
+    for (uint64_t seed = 1; seed <= 10; seed++) {
+        ukko_log_setup(UKKO_LOG_OFF, UKKO_LOG_JSON);
+        sim_opts_t o;
+        sim_opts_default(&o);
+        o.seed = seed;
+        o.delay_min_ms = 1;
+        o.delay_max_ms = 5;
+        w = sim_new(&o, &p);
+        cr_assert(w);
+        form(5);
+        sim_run_until(w, sim_now(w) + (int64_t)seed * 137); /* cut at other phases */
+        int group[5] = {0, 0, 0, 1, 2};
+        for (size_t i = 0; i < 5; i++) {
+            sim_set_group(w, i, group[i]);
+            sides[i] = group[i] ? 1 : 0;
+        }
+        for (int g = 1; g <= 2; g++) {
+            sim_block(w, 0, g, true);
+            sim_block(w, g, 0, true);
+        }
+        int64_t whole[5] = {0}, down[5] = {0};
+        bool inner = false;
+        int64_t end = sim_now(w) + 60000;
+        while (!(down[3] && down[4])) {
+            cr_assert_lt(sim_now(w), end, "seed %llu: nodes 3 and 4 down themselves",
+                         (unsigned long long)seed);
+            sim_run_until(w, sim_now(w) + 10);
+            assert_no_split("while the cut lasts");
+            for (size_t i = 3; i < 5; i++) {
+                if (!whole[i] && sees_cut(i, 0, 3))
+                    whole[i] = sim_now(w);
+                if (!down[i] && self_down(i)) {
+                    down[i] = sim_now(w);
+                    sim_crash(w, i, true); /* it exits; its host refuses */
+                }
+            }
+            if (!inner && whole[3] && whole[4]) {
+                inner = true;
+                sim_block(w, 1, 2, true);
+                sim_block(w, 2, 1, true);
+            }
+        }
+        for (size_t i = 3; i < 5; i++)
+            cr_assert_leq(down[i] - whole[i], p.sbr.stable_after_ms + 100,
+                          "seed %llu: node %zu downs itself stable-after (%lld ms) after its "
+                          "view of the cut settled, not %lld ms after: the other's leaving "
+                          "restarted its wait",
+                          (unsigned long long)seed, i, (long long)p.sbr.stable_after_ms,
+                          (long long)(down[i] - whole[i]));
+        sim_free(w);
+        w = NULL;
+    }
+}
+
+/* A 3|2 cut in which node 4's clock restarts (its loop stalls for 1.5 s
+ * after its view of the cut settled, and verdicts across a stall are not
+ * trusted), and each of the two exits once it is Down, as a node does.
+ * Node 3 decides first and takes node 4 down with it, told first hand:
+ * before, node 4 waited out its own stable-after, then another for node 3
+ * gone, and still ran its shards 7 to 11 s after the three had downed it,
+ * past any margin. Now both are Down before the three could move their
+ * shards. */
+Test(sbr_sim, a_side_that_goes_goes_as_a_whole)
+{
+    world(0, 1, 5, NULL);
+    cluster__params_t p;
+    cluster__params_default(&p);
+    form(5);
+    int group[5] = {0, 0, 0, 1, 1};
+    cut(5, group, false);
+    int64_t whole4 = 0, downed = 0, down[5] = {0};
+    bool stalled = false;
+    int64_t end = sim_now(w) + 60000;
+    while (!(down[3] && down[4])) {
+        cr_assert_lt(sim_now(w), end, "nodes 3 and 4 down themselves");
+        sim_run_until(w, sim_now(w) + 10);
+        assert_no_split("while the cut lasts");
+        if (!downed && status_of(0, 3) >= UKKO_MEMBER_DOWN)
+            downed = sim_now(w);
+        if (!whole4 && sees_cut(4, 0, 3))
+            whole4 = sim_now(w);
+        if (whole4 && !stalled && sim_now(w) >= whole4 + 3000) {
+            stalled = true;
+            sim_pause(w, 4, sim_now(w) + 1500);
+        }
+        for (size_t i = 3; i < 5; i++)
+            if (!down[i] && self_down(i)) {
+                down[i] = sim_now(w);
+                if (i == 3)
+                    cr_assert_eq(cluster__mship_sbr_downed(sim_mship(w, 3)), 2,
+                                 "node 3 downs its side: itself and node 4");
+                const char *why = cluster__mship_down_reason(sim_mship(w, i));
+                cr_assert(why && strstr(why, "split-brain resolver") && strstr(why, "keep-majority"),
+                          "node %zu says why it is Down: %s", i, why ? why : "(nothing)");
+                sim_crash(w, i, true);
+            }
+    }
+    while (!downed) {
+        cr_assert_lt(sim_now(w), end, "the three down the two");
+        sim_run_until(w, sim_now(w) + 10);
+        if (status_of(0, 3) >= UKKO_MEMBER_DOWN)
+            downed = sim_now(w);
+    }
+    cr_assert_leq(down[4] - down[3], 100,
+                  "node 4 is Down with node 3 (told first hand), not %lld ms after it",
+                  (long long)(down[4] - down[3]));
+    for (size_t i = 3; i < 5; i++)
+        cr_assert_lt(down[i], downed + p.sbr.stable_after_ms,
+                     "node %zu is Down %lld ms after the three downed it: before the shards "
+                     "could move (the margin is at least stable-after, %lld ms)",
+                     i, (long long)(down[i] - downed), (long long)p.sbr.stable_after_ms);
 }
