@@ -9,8 +9,10 @@ a second: no shard is in the running shards (/cluster/shards/counter
 "regions") of a node on one side and of a node on the other. The 2 down
 themselves, stop their shards at once and exit non-zero (as shipped:
 cluster.run-coordinated-shutdown-when-down); the 3 take every shard after
-the down-removal margin. Healed and restarted, the 2 rejoin and get shards
-again.
+the down-removal margin. And, sharper than any poll, from the logs (one
+clock: the namespaces share the host's): each of the 2 logged that it stops
+every shard at once before the coordinator on the 3 moved the first of its
+shards. Healed and restarted, the 2 rejoin and get shards again.
 
 Needs root and network namespaces (ip, curl); otherwise it prints SKIPPED and
 exits 0. Cleans up as netns_split_brain.py does. About a minute.
@@ -20,8 +22,10 @@ exits 0. Cleans up as netns_split_brain.py does. About a minute.
 
 import atexit
 import base64
+import datetime
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -48,6 +52,10 @@ def start(i, ukko):
         "UKKO_LOG_FORMAT": "text",
         "UKKO_CLUSTER_SPLIT_BRAIN_RESOLVER_STABLE_AFTER": "3s",
     })
+    # For experiments: NETNS_NODE_ENV="UKKO_K=V,UKKO_K2=V2" is added to every node's environment.
+    for kv in filter(None, os.environ.get("NETNS_NODE_ENV", "").split(",")):
+        k, _, v = kv.partition("=")
+        env[k] = v
     log = open(nb.logs[i], "a")
     nb.procs[i] = subprocess.Popen(["ip", "netns", "exec", nb.ns(i), ukko, "run", "--app",
                                     "counter"], env=env, stdin=subprocess.DEVNULL, stdout=log,
@@ -99,6 +107,51 @@ def check_one_runner(side_a, side_b):
     if both:
         raise AssertionError("shards %s run on both sides of the cut: %s" % (sorted(both), seen))
     return seen
+
+
+def log_time(line):
+    """The wall-clock time (seconds) of a text log line, or None."""
+    try:
+        t = datetime.datetime.strptime(line.split(" ", 1)[0], "%Y-%m-%dT%H:%M:%S.%fZ")
+    except ValueError:
+        return None
+    return t.replace(tzinfo=datetime.timezone.utc).timestamp()
+
+
+def first_line(i, after, pattern):
+    """(time, line) of the first line of node i's log at or after `after`
+    that matches pattern, or (None, None)."""
+    with open(nb.logs[i]) as f:
+        for line in f:
+            t = log_time(line)
+            if t is not None and t >= after and re.search(pattern, line):
+                return t, line.rstrip()
+    return None, None
+
+
+def check_stopped_before_moved(go, stay, owned, after):
+    """Each node of go that ran shards logged its stop at once before any
+    node of stay logged the first move of one of them: the ordering the
+    margin exists for, read from the logs rather than seen by polling."""
+    for i in go:
+        if not owned.get(i):
+            continue
+        t_stop, _ = first_line(i, after, r"this node was downed: every shard stops at once")
+        assert t_stop is not None, "node %d logs that it stops every shard at once" % i
+        moves = []
+        for j in stay:
+            pat = r"sharding: shard counter/(%s) (moved from \S*@%s:|allocated to)" % (
+                "|".join(str(s) for s in sorted(owned[i])), re.escape(nb.host(i)))
+            t, line = first_line(j, after, pat)
+            if t is not None:
+                moves.append((t, j, line))
+        assert moves, "the 3 log moving node %d's shards %s" % (i, sorted(owned[i]))
+        t_move, j, line = min(moves)
+        assert t_stop < t_move, (
+            "node %d stopped its shards at %.3f, after node %d moved one at %.3f: %s"
+            % (i, t_stop, j, t_move, line))
+        print("node %d stopped its shards %.3f s before the first of them moved (node %d)"
+              % (i, t_move - t_stop, j))
 
 
 def main():
@@ -160,9 +213,10 @@ def main():
 
         by = nb.wait_for("12 shards over the 5 nodes", 60, whole(list(range(1, N + 1))))
         print("allocated: %s" % {k: sorted(v) for k, v in by.items()})
-        check_one_runner(stay, go)
+        owned = check_one_runner(stay, go)
 
         t_cut = time.monotonic()
+        wall_cut = time.time()
         for i in CUT:
             nb.move(i, "b1")
         print("cut %s off from %s" % (go, stay))
@@ -191,6 +245,7 @@ def main():
             assert code not in (None, 0), "node %d, downed, exits non-zero (got %s)" % (i, code)
             with open(nb.logs[i]) as f:
                 assert "this node was downed" in f.read(), "node %d says why it stops" % i
+        check_stopped_before_moved(go, stay, owned, wall_cut)
 
         for i in CUT:
             nb.move(i, "b0")
