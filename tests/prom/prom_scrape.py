@@ -18,11 +18,16 @@ config, scraping the three every second, its TSDB in a temp folder, its API on
   one Prometheus ingested from these nodes (its own /api/v1/label/__name__
   list, not a list of ours), and every expression evaluates without error to
   at least one series. The names it ingested are written to
-  scrape-names.txt in the build folder (PROM_SCRAPE_NAMES_OUT) for reference.
+  scrape-names.txt in the build folder (PROM_SCRAPE_NAMES_OUT) for reference;
+- the alerting rules of docs/metrics.md pass `promtool check rules` and name
+  only scraped metrics;
+- a record its handler refuses, while retried, raises the partition's
+  ukko_kafka_lag_seconds to 2 s and more and counts in
+  ukko_kafka_records_failed_total; once dead-lettered the lag is 0 again.
 
 Needs prometheus, promtool and kcat (scripts/install-deps.sh installs them);
 without them it prints SKIPPED and exits 0. Cleans up its processes and temp
-folder on every path, SIGTERM and SIGINT too. About 30 s.
+folder on every path, SIGTERM and SIGINT too. About 40 s.
 
     python3 tests/prom/prom_scrape.py build/ukko
 """
@@ -272,7 +277,10 @@ def main():
                    UKKO_MANAGEMENT_HOSTNAME=h, UKKO_MANAGEMENT_PORT=str(MGMT_PORT),
                    UKKO_CLUSTER_HOSTNAME=h, UKKO_CLUSTER_SEED_NODES=NODES[0] + ":7355",
                    UKKO_CLUSTER_INSECURE="true", UKKO_KAFKA_BOOTSTRAP_SERVERS=bootstrap,
-                   UKKO_LOG_FORMAT="text", UKKO_KAFKA_COMMIT_MAX_INTERVAL="500ms")
+                   UKKO_LOG_FORMAT="text", UKKO_KAFKA_COMMIT_MAX_INTERVAL="500ms",
+                   # A bad record is held about 18 s before its dead letter.
+                   UKKO_KAFKA_MAX_RETRIES="5", UKKO_KAFKA_RETRY_BACKOFF="2s",
+                   UKKO_KAFKA_RETRY_BACKOFF_MAX="4s")
         spawn("node%d" % i, [ukko, "run", "--app", "orders"], env=env)
 
     def ready():
@@ -410,6 +418,32 @@ def main():
     unknown = sorted(n for e in rule_exprs(rules) for n in metric_names(e) if n not in scraped)
     assert not unknown, "docs/metrics.md's rules name metrics not scraped: %s" % unknown
     log("docs/metrics.md's alerting rules pass promtool check rules")
+
+    # A record its handler refuses: while it waits for its retries, the
+    # partition's lag in seconds shows its age and failures count; once
+    # dead-lettered, the lag is 0 again.
+    kc = subprocess.run(["kcat", "-P", "-b", bootstrap, "-t", "orders", "-K", "\t",
+                         "-X", "partitioner=murmur2_random"],
+                        input=b"c7\tnot an order\n", capture_output=True, timeout=60)
+    assert kc.returncode == 0, "kcat -P failed: %s" % kc.stderr.decode()
+
+    def stuck():
+        r = prom_query('max(ukko_kafka_lag_seconds{topic="orders"}) >= 2 and '
+                       'max(sum by (partition) (ukko_kafka_records_failed_total'
+                       '{topic="orders"})) >= 1')
+        return r.get("status") == "success" and len(r["data"]["result"]) > 0, r
+    wait_for("ukko_kafka_lag_seconds reaching 2 s and ukko_kafka_records_failed_total "
+             "counting while a bad record is retried", 15, stuck)
+
+    def dead_lettered():
+        dl, _ = by_partition('ukko_kafka_dead_letters_total{topic="orders"}')
+        ls, _ = by_partition('ukko_kafka_lag_seconds{topic="orders"}')
+        ok = dl is not None and ls is not None and sum(dl.values()) == 1 and \
+            len(ls) == PARTS and not any(ls.values())
+        return ok, {"dead_letters": dl, "lag_seconds": ls}
+    wait_for("the bad record dead-lettered and ukko_kafka_lag_seconds back to 0", 60,
+             dead_lettered)
+    log("a record held by its retries shows in ukko_kafka_lag_seconds, and leaves it")
 
 
 if __name__ == "__main__":
