@@ -30,6 +30,11 @@ row "Java 17 + Maven" "$java" "ctest -L kafka (the real Apache Kafka broker)" \
   "apt-get install openjdk-17-jre-headless maven; the jars come from Maven Central"
 row kcat "$(have kcat)" "tests that use kcat as an independent Kafka client" "apt-get install kcat"
 row promtool "$(have promtool)" "the /metrics format check" "apt-get install prometheus"
+row shellcheck "$(have shellcheck)" "k8s_manifests' lint of k8s/kind/*.sh and tests/k8s/*.sh" "apt-get install shellcheck"
+image=0
+if [[ $(id -u) -eq 0 ]] && command -v debootstrap >/dev/null; then image=1; fi
+row "debootstrap (as root)" "$image" "ctest -L image (k8s/Dockerfile's runtime stage in a Debian 12 root)" \
+  "run as root; apt-get install debootstrap"
 fixtures=0
 [[ -d ../shared/k8s-fixtures ]] && fixtures=1
 row "../shared/k8s-fixtures" "$fixtures" "the recorded API-server responses (podlist, emulator)" \
