@@ -254,8 +254,8 @@ def check_pod_config(r, sts, c, ukko, out):
     tok = eff["management"]["token-path"]
     need(tok, "management.token-path is not set")
     _, (kind, secret, _) = mounted(mounts, tok)
-    need(kind == "secret" and generated(secret, "ukko-management-token"),
-         f"management.token-path {tok} is in {kind} {secret}; want the Secret ukko-management-token")
+    need(kind == "secret" and generated(secret, "ukko-mgmt-token"),
+         f"management.token-path {tok} is in {kind} {secret}; want the Secret ukko-mgmt-token")
     props = [s for s in secret_refs if s[0] == "UKKO_KAFKA_PROPERTIES"]
     need(props and props[0][1] == "ukko-kafka" and props[0][2] == "properties",
          f"UKKO_KAFKA_PROPERTIES comes from {props}; want Secret ukko-kafka, key properties")
@@ -272,7 +272,7 @@ def check_pod_config(r, sts, c, ukko, out):
                  all(len(base64.b64decode(k)) == 32 for k in keys),
                  "the rendered keyring is not a JSON list of base64 AES-256 keys")
     out.append(f"config: loads; kafka {eff['kafka']['bootstrap-servers']}; secrets "
-               f"ukko-keyring, ukko-management-token, ukko-kafka")
+               f"ukko-keyring, ukko-mgmt-token, ukko-kafka")
     return eff
 
 
