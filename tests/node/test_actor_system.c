@@ -142,6 +142,62 @@ Test(actor_system, starvation_detector_logs_and_counts, .timeout = 30)
                    text);
 }
 
+static _Atomic bool depth_gate_open;
+
+static int depth_gate_handle(ukko_actor_ctx_t *ctx, void *state, const ukko_msg_t *msg)
+{
+    (void)ctx;
+    (void)state;
+    (void)msg;
+    /* Holds the pool's only thread until the test opens the gate (10 s at most). */
+    for (int i = 0; i < 10000 && !atomic_load(&depth_gate_open); i++)
+        usleep(1000);
+    return 0;
+}
+
+static const ukko_behaviour_t depth_gate_behaviour = {.handle = depth_gate_handle};
+
+Test(actor_system, queue_depth_counts_actors_waiting_for_a_thread, .timeout = 30)
+{
+    ukko_actor_system_t *sys = test_system(
+        "{\"starvation-threshold\": \"1h\", \"blocking\": {\"executor\": "
+        "\"thread-pool-executor\", \"fixed-pool-size\": 1}}");
+    const char *series = "ukko_actor_dispatcher_queue_depth{dispatcher=\"blocking\"} ";
+    cr_assert_eq(metric(sys, series), 0, "an idle dispatcher has depth 0, saw %g",
+                 metric(sys, series));
+    atomic_store(&depth_gate_open, false);
+    ukko_actor_t *gate = NULL;
+    ukko_spawn_opts_t og = {.name = "gate", .dispatcher = "blocking"};
+    cr_assert_eq(ukko_actor_spawn(sys, &depth_gate_behaviour, &og, &gate), 0);
+    ukko_actor_send(gate, 1, NULL, 0);
+    enum { N = 5 };
+    sleeper_t s[N];
+    ukko_actor_t *a[N];
+    for (int i = 0; i < N; i++) {
+        s[i] = (sleeper_t){.ms = 0};
+        ukko_spawn_opts_t o = {.arg = &s[i], .dispatcher = "blocking"};
+        cr_assert_eq(ukko_actor_spawn(sys, &sleeper_behaviour, &o, &a[i]), 0);
+        /* Two messages: an actor waits in the queue once, not per message. */
+        ukko_actor_send(a[i], 1, NULL, 0);
+        ukko_actor_send(a[i], 1, NULL, 0);
+    }
+    WAIT_FOR(metric(sys, series) == N, 10000);
+    cr_assert_eq(metric(sys, series), N, "5 actors wait for the blocked thread, saw %g",
+                 metric(sys, series));
+    atomic_store(&depth_gate_open, true);
+    for (int i = 0; i < N; i++) {
+        WAIT_FOR(atomic_load(&s[i].done) == 2, 10000);
+        cr_assert_eq(atomic_load(&s[i].done), 2, "actor %d ran %d of its 2 messages", i,
+                     atomic_load(&s[i].done));
+    }
+    WAIT_FOR(metric(sys, series) == 0, 10000);
+    cr_assert_eq(metric(sys, series), 0, "the queue drained, saw %g", metric(sys, series));
+    for (int i = 0; i < N; i++)
+        ukko_actor_release(a[i]);
+    ukko_actor_release(gate);
+    ukko_actor_system_free(sys);
+}
+
 Test(actor_system, work_spreads_over_the_threads, .timeout = 60)
 {
     ukko_actor_system_t *sys = test_system(
