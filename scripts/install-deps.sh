@@ -42,4 +42,11 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# Debian's prometheus package starts its own service (port 9090, all
+# addresses); tests/prom runs the binary itself with its own config, so the
+# service only holds a port: stopped and disabled where systemd runs.
+if [[ " ${missing[*]} " == *" prometheus "* && -d /run/systemd/system ]]; then
+  $SUDO systemctl disable --now prometheus.service >/dev/null 2>&1 || true
+  echo "install-deps: stopped and disabled prometheus.service (tests run prometheus themselves)"
+fi
 echo "install-deps: done"

@@ -7,7 +7,7 @@ expressions stand on what it scraped.
 produced by kcat (murmur2, keyed by customer, every partition gets some), and
 Debian's `prometheus` run directly (not its systemd service) with our own
 config, scraping the three every second, its TSDB in a temp folder, its API on
-127.0.10.5:9090. Checked:
+127.0.10.5:19090. Checked:
 - every target is up and its last scrape has no error (the content type and
   the text are accepted);
 - the HTTP API (/api/v1/query) returns ukko_kafka_lag_records,
@@ -50,7 +50,7 @@ DASHBOARD = os.path.join(ROOT, "k8s", "grafana", "ukko-dashboard.json")
 PRODUCE = os.path.join(ROOT, "tests", "streams", "produce_orders.py")
 NODES = ["127.0.10.2", "127.0.10.3", "127.0.10.4"]
 MGMT_PORT = 8558
-PROM = ("127.0.10.5", 9090)
+PROM = ("127.0.10.5", 19090)  # not 9090: a Prometheus service may hold *:9090
 PARTS = 6
 RECORDS = 600
 
