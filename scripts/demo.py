@@ -321,7 +321,7 @@ class Feed:
             stamp = None
             try:
                 if self.times is not None:
-                    ts, line = line.split(" ", 1)
+                    ts, line = line.split(b" ", 1)
                     stamp = int(ts) / 1000.0
                 doc = json.loads(line)
                 p, o = int(doc["source_partition"]), int(doc["source_offset"])
@@ -952,7 +952,8 @@ class Demo:
         """Stops everything, pods first (the emulator sends them SIGTERM), the
         broker last. Returns the problems found."""
         problems = []
-        self.screen.text("\nstopping: the emulator sends SIGTERM to every pod, then the readers and dev-kafka ...\n")
+        self.screen.text("\nstopping: the emulator sends SIGTERM to every pod, then the readers%s ...\n"
+                         % (" and dev-kafka" if self.dev_kafka is not None else ""))
         self.pool.shutdown()
         if self.emu is not None:
             code = self.emu.terminate(timeout=45)
