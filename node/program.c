@@ -19,6 +19,7 @@ extern char **environ;
 /* The modules, in the order their settings are registered and they start:
  * each only uses those before it. */
 static const ukko_module_t *const modules[] = {
+    &ukko_tracing_module,
     &ukko_discovery_module,
     &ukko_cluster_module,
     &ukko_sharding_module,

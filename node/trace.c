@@ -14,8 +14,8 @@
 
 #include <openssl/rand.h>
 
-/* Set while no span-making thread runs (ukko__trace_configure); relaxed
- * loads suffice: the threads that make spans are started after it. */
+/* Set by ukko__trace_configure (once at start, once at the end); g_on is
+ * stored last with release, so a thread that sees it on sees the rest. */
 static _Atomic bool g_on;
 static ukko__sampler_t g_sampler = UKKO__SAMPLER_PARENT_ALWAYS_ON;
 static double g_ratio = 1.0;
@@ -311,7 +311,10 @@ static uint16_t text_put(ukko_span_t *sp, const char *s)
 ukko_span_t *ukko_span_start(const char *name, ukko_span_kind_t kind,
                              const ukko_trace_ctx_t *parent)
 {
-    if (!atomic_load_explicit(&g_on, memory_order_relaxed))
+    /* acquire: pairs with ukko__trace_configure's release, so the sampler's
+     * settings written before it are seen (a plain load on x86 and ARM64's
+     * LDAR costs next to nothing). */
+    if (!atomic_load_explicit(&g_on, memory_order_acquire))
         return NULL;
     ukko_trace_ctx_t inherited;
     if (!parent && ukko_trace_current_context(&inherited) == 0)
