@@ -121,7 +121,15 @@ struct ukko_sharding {
     int64_t going_away_sent;
     ukko_stop_task_t *stop_task;
     ukko_cluster_sub_t *sub;
-    ukko_actor_t *sink; /* completions and tells from other threads, on the loop thread */
+    ukko_actor_t *sink; /* tells from other threads, on the loop thread */
+    /* Completed deliveries, pushed by dispatcher threads (a lock-free stack:
+     * push with a CAS, the loop takes all with one exchange) and finished on
+     * the loop thread by done_async, in batches. */
+    _Atomic(struct sh_delivery *) done_head;
+    ev_async done_async;
+    bool done_started;
+    struct sh_delivery *pool; /* free deliveries of the pooled size (loop thread) */
+    size_t npool;
     pthread_t loop_thread;
     size_t nheld;       /* tells held, all shards */
     size_t held_bytes;  /* their bytes (capped by cluster.sharding.buffer-bytes) */

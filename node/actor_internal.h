@@ -277,6 +277,15 @@ typedef struct ukko__tls {
     ukko_actor_t *actor;
     const ukko__env_t *env;
     bool timer_thread;
+    /* ukko_actor_batch_begin/_end: schedules onto pools held here, one
+     * chain per dispatcher, published at _end with one wake-up each */
+    int batch_depth;
+    int nheld;
+    struct ukko__held {
+        ukko__dispatcher_t *d;
+        ukko_actor_t *head, *tail;
+        size_t n;
+    } held[4];
 } ukko__tls_t;
 
 extern _Thread_local ukko__tls_t ukko__tls;

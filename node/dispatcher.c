@@ -213,6 +213,68 @@ static void maybe_wake(ukko__dispatcher_t *d)
         wake_one(d);
 }
 
+/* Held by ukko_actor_batch_begin on a thread outside d's pool: chained
+ * here, published by batch_flush. false: no room (schedule it now). */
+static bool batch_hold(ukko__dispatcher_t *d, ukko_actor_t *a)
+{
+    struct ukko__held *h = NULL;
+    for (int i = 0; i < ukko__tls.nheld; i++)
+        if (ukko__tls.held[i].d == d)
+            h = &ukko__tls.held[i];
+    if (!h) {
+        if (ukko__tls.nheld == (int)(sizeof(ukko__tls.held) / sizeof(ukko__tls.held[0])))
+            return false;
+        h = &ukko__tls.held[ukko__tls.nheld++];
+        *h = (struct ukko__held){d, NULL, NULL, 0};
+    }
+    a->run_next = NULL;
+    if (h->tail)
+        h->tail->run_next = a;
+    else
+        h->head = a;
+    h->tail = a;
+    h->n++;
+    return true;
+}
+
+/* Publishes every chain this thread held: one lock and one wake-up per
+ * dispatcher (a worker that finds work while spinning wakes the next, so
+ * one is enough to start them all). */
+static void batch_flush(void)
+{
+    for (int i = 0; i < ukko__tls.nheld; i++) {
+        struct ukko__held *h = &ukko__tls.held[i];
+        ukko__dispatcher_t *d = h->d;
+        pthread_mutex_lock(&d->inject_lock);
+        if (d->inject_tail)
+            d->inject_tail->run_next = h->head;
+        else
+            d->inject_head = h->head;
+        d->inject_tail = h->tail;
+        size_t n = atomic_load_explicit(&d->inject_len, memory_order_relaxed);
+        /* Pairs with the acquire load in inject_pop (see inject_push). */
+        atomic_store_explicit(&d->inject_len, n + h->n, memory_order_release);
+        pthread_mutex_unlock(&d->inject_lock);
+        maybe_wake(d);
+    }
+    ukko__tls.nheld = 0;
+}
+
+void ukko_actor_batch_begin(void)
+{
+    /* Inside a pool's worker schedules go to its own ring already. */
+    if (!ukko__tls.worker)
+        ukko__tls.batch_depth++;
+}
+
+void ukko_actor_batch_end(void)
+{
+    if (ukko__tls.worker || ukko__tls.batch_depth == 0)
+        return;
+    if (--ukko__tls.batch_depth == 0)
+        batch_flush();
+}
+
 void ukko__schedule(ukko_actor_t *a)
 {
     ukko__dispatcher_t *d = a->disp;
@@ -223,6 +285,8 @@ void ukko__schedule(ukko_actor_t *a)
     }
     if (w && w->d == d && d->local_push)
         ring_push(w, a);
+    else if (ukko__tls.batch_depth > 0 && batch_hold(d, a))
+        return; /* published at ukko_actor_batch_end */
     else
         inject_push(d, a);
     maybe_wake(d);

@@ -796,6 +796,17 @@ int ukko_actor_send(ukko_actor_t *to, uint32_t type, const void *data, size_t le
 int ukko_actor_send_owned(ukko_actor_t *to, uint32_t type, void *data, size_t len,
                           void (*free_fn)(void *data));
 
+/* A burst of tells from a thread outside the pools (the loop thread's I/O
+ * callbacks: a batch of Kafka records): between _begin and _end the actors
+ * they make runnable are not handed to their pools one by one (a lock and
+ * perhaps a wake-up system call each) but together at _end, one lock and at
+ * most one wake-up per dispatcher. Messages are in the mailboxes at once;
+ * only their turns wait for _end, so keep the burst short and never wait
+ * for an actor inside it. Nests; a no-op on a pool's own worker threads
+ * (they schedule onto their local ring anyway). */
+void ukko_actor_batch_begin(void);
+void ukko_actor_batch_end(void);
+
 /* Stops the actor after the message it is handling: queued messages are
  * dropped, free runs, watchers get UKKO_MSG_TERMINATED. Any thread; returns
  * at once (0, or UKKO_ENOENT if it had already stopped). */

@@ -143,12 +143,14 @@ static const ukko_cfg_key_t streams_keys[] = {
     {"kafka.resume-in-flight", UKKO_CFG_INT, SC(resume_in_flight), "5000", 0, 1000000, NULL,
      NULL, "Per partition: a paused partition resumes when fewer are in flight (below "
      "kafka.max-in-flight)."},
-    {"kafka.prefetch.max-kbytes", UKKO_CFG_INT, SC(prefetch_max_kbytes), "32768", 1, 2097151,
+    {"kafka.prefetch.max-kbytes", UKKO_CFG_INT, SC(prefetch_max_kbytes), "65536", 1, 2097151,
      NULL, NULL, "Records fetched ahead and queued, at most this many KiB per consumer "
-     "(librdkafka's queued.max.messages.kbytes)."},
-    {"kafka.prefetch.min-messages", UKKO_CFG_INT, SC(prefetch_min_messages), "100000", 1,
-     10000000, NULL, NULL, "Fetch ahead while fewer records than this are queued per "
-     "partition (librdkafka's queued.min.messages)."},
+     "(librdkafka's queued.max.messages.kbytes). Once reached, librdkafka 2.0.2 looks again "
+     "only up to 1 s later: give it about a second of your peak input."},
+    {"kafka.prefetch.min-messages", UKKO_CFG_INT, SC(prefetch_min_messages), "1000000", 1,
+     10000000, NULL, NULL, "Fetch ahead while fewer records than this are queued (librdkafka's "
+     "queued.min.messages; in 2.0.2 it counts the whole consumer's queue, not one "
+     "partition's). Same 1 s pause once reached: keep it above a second of records."},
     {"kafka.fetch.partition-max-bytes", UKKO_CFG_INT, SC(fetch_partition_max_bytes),
      "1048576", 1024, 1000000000, NULL, NULL,
      "Largest fetch per partition per request (librdkafka's max.partition.fetch.bytes)."},

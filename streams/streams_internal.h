@@ -215,6 +215,8 @@ typedef struct streams__rec {
     struct ukko_span *span; /* its "process <topic>" span, or NULL (streams/trace.c) */
     char error[200];        /* why the last attempt failed (handler's thread, then loop) */
     char produce_error[200]; /* a handler's record the broker refused (loop thread) */
+    /* source.c's rec_new zeroes all but error and produce_error when it
+     * reuses a record: keep those two together, before retry */
     ev_timer retry;
     bool retry_armed;
     bool dead_lettered;     /* on its way to the dead-letter topic */
@@ -254,6 +256,8 @@ struct streams__source {
     uint64_t errors_suppressed;
     uint64_t handoffs;
     int64_t handoff_ms_sum;
+    streams__rec_t *rec_pool; /* free records (source.c's rec_new/rec_put) */
+    size_t nrec_pool;
     streams__source_t *next;
 };
 

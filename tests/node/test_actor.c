@@ -437,3 +437,36 @@ Test(actor, a_message_landing_after_the_stop_is_dropped_at_once, .timeout = 20)
     ukko_actor_system_free(sys);
     free(r);
 }
+
+/* ukko_actor_batch_begin/_end (the Kafka feed's drain): the messages are in
+ * the mailboxes at once, the turns wait for _end, and every one comes. */
+Test(actor, a_batch_of_tells_runs_at_its_end, .timeout = 30)
+{
+    ukko_actor_system_t *sys = test_system("{\"default\": {\"parallelism-min\": 2}}");
+    enum { N = 40 };
+    rec_t *r = rec_new();
+    ukko_actor_t *a[N];
+    for (int i = 0; i < N; i++)
+        a[i] = spawn_rec(sys, r, NULL);
+    ukko_actor_batch_begin();
+    ukko_actor_batch_begin(); /* nests: only the outer _end publishes */
+    for (int i = 0; i < N; i++)
+        for (int k = 1; k <= 3; k++) {
+            seqmsg_t m = seq(i, k); /* N < MAX_SENDERS */
+            cr_assert_eq(ukko_actor_send(a[i], T_SEQ, &m, sizeof(m)), 0);
+        }
+    ukko_actor_batch_end();
+    /* Held actors are in no run queue, so nothing can have run yet. */
+    cr_assert_eq(atomic_load(&r->count), 0, "%lld handled inside the batch",
+                 (long long)atomic_load(&r->count));
+    ukko_actor_batch_end();
+    WAIT_FOR(atomic_load(&r->count) == 3 * N, 10000);
+    cr_assert_eq(atomic_load(&r->count), 3 * N, "handled %lld of %d after the batch ended",
+                 (long long)atomic_load(&r->count), 3 * N);
+    cr_assert_eq(atomic_load(&r->order_errors), 0, "order broken within an actor");
+    ukko_actor_batch_end(); /* an unmatched _end is harmless */
+    for (int i = 0; i < N; i++)
+        ukko_actor_release(a[i]);
+    ukko_actor_system_free(sys);
+    free(r);
+}
