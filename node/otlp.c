@@ -389,16 +389,95 @@ int ukko__otlp_plan(const ukko_tracing_config_t *tc, ukko__otlp_getenv_fn get,
 
 /* ------------------------------------------------------------ OTLP JSON */
 
+/* The length of a valid UTF-8 sequence at p (at most n bytes), or 0. */
+static size_t utf8_len(const unsigned char *p, size_t n)
+{
+    size_t len = p[0] >= 0xf0 && p[0] <= 0xf4 ? 4 : p[0] >= 0xe0 ? 3 : p[0] >= 0xc2 ? 2 : 0;
+    if (!len || len > n)
+        return 0;
+    for (size_t i = 1; i < len; i++)
+        if ((p[i] & 0xc0) != 0x80)
+            return 0;
+    /* overlong 3/4-byte forms, surrogates, past U+10FFFF */
+    if ((p[0] == 0xe0 && p[1] < 0xa0) || (p[0] == 0xed && p[1] >= 0xa0) ||
+        (p[0] == 0xf0 && p[1] < 0x90) || (p[0] == 0xf4 && p[1] >= 0x90))
+        return 0;
+    return len;
+}
+
+/* A JSON string, runs of plain bytes appended at once. Bytes that are not
+ * UTF-8 become U+FFFD: one bad attribute must not make the collector refuse
+ * the whole batch. */
+static void json_str(ukko_buf_t *b, const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t n = strlen(s);
+    (void)ukko_buf_append(b, "\"", 1);
+    size_t run = 0;
+    for (size_t i = 0; i < n;) {
+        unsigned char c = p[i];
+        if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
+            i++;
+            run++;
+            continue;
+        }
+        size_t u = c >= 0x80 ? utf8_len(p + i, n - i) : 0;
+        if (u) {
+            i += u;
+            run += u;
+            continue;
+        }
+        (void)ukko_buf_append(b, p + i - run, run);
+        run = 0;
+        char esc[8];
+        switch (c) {
+        case '"': (void)ukko_buf_append(b, "\\\"", 2); break;
+        case '\\': (void)ukko_buf_append(b, "\\\\", 2); break;
+        case '\n': (void)ukko_buf_append(b, "\\n", 2); break;
+        case '\r': (void)ukko_buf_append(b, "\\r", 2); break;
+        case '\t': (void)ukko_buf_append(b, "\\t", 2); break;
+        default:
+            if (c < 0x20) {
+                snprintf(esc, sizeof(esc), "\\u%04x", c);
+                (void)ukko_buf_append(b, esc, 6);
+            } else {
+                (void)ukko_buf_append(b, "\\ufffd", 6);
+            }
+        }
+        i++;
+    }
+    (void)ukko_buf_append(b, p + n - run, run);
+    (void)ukko_buf_append(b, "\"", 1);
+}
+
+/* Decimal digits of v, quoted (proto3 JSON writes 64-bit integers as strings). */
+static void json_u64(ukko_buf_t *b, uint64_t v)
+{
+    char d[24];
+    int i = (int)sizeof(d);
+    d[--i] = '"';
+    do {
+        d[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    d[--i] = '"';
+    (void)ukko_buf_append(b, d + i, sizeof(d) - (size_t)i);
+}
+
 static void json_attr_value(ukko_buf_t *b, const ukko_span_t *sp, const ukko__attr_t *a)
 {
     switch (a->type) {
     case UKKO__ATTR_STR:
         (void)ukko_buf_puts(b, "{\"stringValue\":");
-        (void)ukko_buf_json_str(b, ukko__span_text(sp, a->v.s));
+        json_str(b, ukko__span_text(sp, a->v.s));
         break;
     case UKKO__ATTR_INT:
-        /* proto3 JSON writes int64 as a string */
-        (void)ukko_buf_printf(b, "{\"intValue\":\"%lld\"", (long long)a->v.i);
+        if (a->v.i >= 0) {
+            (void)ukko_buf_puts(b, "{\"intValue\":");
+            json_u64(b, (uint64_t)a->v.i);
+        } else {
+            (void)ukko_buf_printf(b, "{\"intValue\":\"%lld\"", (long long)a->v.i);
+        }
         break;
     case UKKO__ATTR_DOUBLE:
         if (isnan(a->v.d))
@@ -410,9 +489,9 @@ static void json_attr_value(ukko_buf_t *b, const ukko_span_t *sp, const ukko__at
             (void)ukko_buf_printf(b, "{\"doubleValue\":%.17g", a->v.d);
         break;
     default:
-        (void)ukko_buf_printf(b, "{\"boolValue\":%s", a->v.b ? "true" : "false");
+        (void)ukko_buf_puts(b, a->v.b ? "{\"boolValue\":true" : "{\"boolValue\":false");
     }
-    (void)ukko_buf_puts(b, "}");
+    (void)ukko_buf_append(b, "}", 1);
 }
 
 static void json_attrs(ukko_buf_t *b, const ukko_span_t *sp, int event)
@@ -425,7 +504,7 @@ static void json_attrs(ukko_buf_t *b, const ukko_span_t *sp, int event)
             continue;
         (void)ukko_buf_puts(b, first ? "{\"key\":" : ",{\"key\":");
         first = false;
-        (void)ukko_buf_json_str(b, ukko__span_text(sp, a->key));
+        json_str(b, ukko__span_text(sp, a->key));
         (void)ukko_buf_puts(b, ",\"value\":");
         json_attr_value(b, sp, a);
         (void)ukko_buf_puts(b, "}");
@@ -435,37 +514,44 @@ static void json_attrs(ukko_buf_t *b, const ukko_span_t *sp, int event)
 
 static void json_span(ukko_buf_t *b, const ukko_span_t *sp)
 {
-    char tid[33], sid[17], pid[17];
-    ukko__hex(sp->ctx.trace_id, 16, tid);
-    ukko__hex(sp->ctx.span_id, 8, sid);
-    (void)ukko_buf_printf(b, "{\"traceId\":\"%s\",\"spanId\":\"%s\",", tid, sid);
+    char ids[128];
+    memcpy(ids, "{\"traceId\":\"", 12);
+    ukko__hex(sp->ctx.trace_id, 16, ids + 12);
+    memcpy(ids + 44, "\",\"spanId\":\"", 12);
+    ukko__hex(sp->ctx.span_id, 8, ids + 56);
+    size_t n = 72;
     if (sp->has_parent) {
-        ukko__hex(sp->parent_id, 8, pid);
-        (void)ukko_buf_printf(b, "\"parentSpanId\":\"%s\",", pid);
+        memcpy(ids + n, "\",\"parentSpanId\":\"", 18);
+        ukko__hex(sp->parent_id, 8, ids + n + 18);
+        n += 34;
     }
-    (void)ukko_buf_puts(b, "\"name\":");
-    (void)ukko_buf_json_str(b, ukko__span_text(sp, sp->name));
-    (void)ukko_buf_printf(b,
-                          ",\"kind\":%d,\"startTimeUnixNano\":\"%llu\",\"endTimeUnixNano\":\"%llu\","
-                          "\"flags\":%u,",
-                          sp->kind, (unsigned long long)sp->start_ns,
-                          (unsigned long long)sp->end_ns,
-                          /* W3C flags, and "has-is-remote" (bit 8) unset */
-                          (unsigned)sp->ctx.flags);
+    memcpy(ids + n, "\",\"name\":", 9);
+    (void)ukko_buf_append(b, ids, n + 9);
+    json_str(b, ukko__span_text(sp, sp->name));
+    char kind[40];
+    snprintf(kind, sizeof(kind), ",\"kind\":%d,\"flags\":%u,", sp->kind,
+             (unsigned)sp->ctx.flags); /* W3C flags; "has-is-remote" (bit 8) unset */
+    (void)ukko_buf_puts(b, kind);
+    (void)ukko_buf_puts(b, "\"startTimeUnixNano\":");
+    json_u64(b, sp->start_ns);
+    (void)ukko_buf_puts(b, ",\"endTimeUnixNano\":");
+    json_u64(b, sp->end_ns);
+    (void)ukko_buf_append(b, ",", 1);
     json_attrs(b, sp, -1);
     if (sp->dropped_attrs)
         (void)ukko_buf_printf(b, ",\"droppedAttributesCount\":%u", sp->dropped_attrs);
     if (sp->nevents) {
         (void)ukko_buf_puts(b, ",\"events\":[");
         for (int e = 0; e < sp->nevents; e++) {
-            (void)ukko_buf_printf(b, "%s{\"timeUnixNano\":\"%llu\",\"name\":", e ? "," : "",
-                                  (unsigned long long)sp->events[e].time_ns);
-            (void)ukko_buf_json_str(b, ukko__span_text(sp, sp->events[e].name));
-            (void)ukko_buf_puts(b, ",");
+            (void)ukko_buf_puts(b, e ? ",{\"timeUnixNano\":" : "{\"timeUnixNano\":");
+            json_u64(b, sp->events[e].time_ns);
+            (void)ukko_buf_puts(b, ",\"name\":");
+            json_str(b, ukko__span_text(sp, sp->events[e].name));
+            (void)ukko_buf_append(b, ",", 1);
             json_attrs(b, sp, e);
-            (void)ukko_buf_puts(b, "}");
+            (void)ukko_buf_append(b, "}", 1);
         }
-        (void)ukko_buf_puts(b, "]");
+        (void)ukko_buf_append(b, "]", 1);
     }
     if (sp->dropped_events)
         (void)ukko_buf_printf(b, ",\"droppedEventsCount\":%u", sp->dropped_events);
@@ -473,11 +559,11 @@ static void json_span(ukko_buf_t *b, const ukko_span_t *sp)
         (void)ukko_buf_printf(b, ",\"status\":{\"code\":%d", sp->status);
         if (sp->status_msg != UKKO__SPAN_NONE) {
             (void)ukko_buf_puts(b, ",\"message\":");
-            (void)ukko_buf_json_str(b, ukko__span_text(sp, sp->status_msg));
+            json_str(b, ukko__span_text(sp, sp->status_msg));
         }
-        (void)ukko_buf_puts(b, "}");
+        (void)ukko_buf_append(b, "}", 1);
     }
-    (void)ukko_buf_puts(b, "}");
+    (void)ukko_buf_append(b, "}", 1);
 }
 
 int ukko__otlp_json(ukko_buf_t *b, const ukko__otlp_plan_t *p, ukko_span_t *const *spans,
@@ -486,9 +572,9 @@ int ukko__otlp_json(ukko_buf_t *b, const ukko__otlp_plan_t *p, ukko_span_t *cons
     (void)ukko_buf_puts(b, "{\"resourceSpans\":[{\"resource\":{\"attributes\":[");
     for (size_t i = 0; i < p->nres; i++) {
         (void)ukko_buf_puts(b, i ? ",{\"key\":" : "{\"key\":");
-        (void)ukko_buf_json_str(b, p->res[i].key);
+        json_str(b, p->res[i].key);
         (void)ukko_buf_puts(b, ",\"value\":{\"stringValue\":");
-        (void)ukko_buf_json_str(b, p->res[i].value);
+        json_str(b, p->res[i].value);
         (void)ukko_buf_puts(b, "}}");
     }
     (void)ukko_buf_puts(b, "]},\"scopeSpans\":[{\"scope\":{\"name\":\"ukko\",\"version\":\"" UKKO_VERSION
@@ -562,6 +648,9 @@ bool ukko__otlp_push(ukko__otlp_t *x, ukko_span_t *sp)
             atomic_fetch_add_explicit(&x->dropped, 1, memory_order_relaxed);
             ukko_metrics_spans_add(UKKO_SPANS_DROPPED_QUEUE, 1);
             ukko__span_free(sp);
+            /* Until the exporter catches up, new spans are not even
+             * recorded: a dead collector costs the hot path next to nothing. */
+            ukko__trace_set_backlog(true);
             return false; /* full */
         } else {
             pos = atomic_load_explicit(&x->enq, memory_order_relaxed);
@@ -585,7 +674,9 @@ static ukko_span_t *pop(ukko__otlp_t *x)
     /* Pairs with the acquire load in push: the cell is free for the next lap. */
     atomic_store_explicit(&c->seq, x->deq + x->mask + 1, memory_order_release);
     x->deq++;
-    atomic_fetch_sub_explicit(&x->pending, 1, memory_order_relaxed);
+    int64_t left = atomic_fetch_sub_explicit(&x->pending, 1, memory_order_relaxed) - 1;
+    if (left <= (int64_t)(x->mask / 2))
+        ukko__trace_set_backlog(false);
     return sp;
 }
 
@@ -897,7 +988,8 @@ void ukko__otlp_install(ukko__otlp_t *x)
 void ukko__otlp_counts(const ukko__otlp_t *x, ukko__otlp_counts_t *c)
 {
     c->exported = atomic_load_explicit(&x->exported, memory_order_relaxed);
-    c->dropped = atomic_load_explicit(&x->dropped, memory_order_relaxed);
+    c->dropped = atomic_load_explicit(&x->dropped, memory_order_relaxed) +
+                 ukko__trace_backlog_dropped();
     c->failed = atomic_load_explicit(&x->failed, memory_order_relaxed);
     c->requests = atomic_load_explicit(&x->requests, memory_order_relaxed);
     int64_t q = atomic_load_explicit(&x->pending, memory_order_relaxed);

@@ -20,6 +20,8 @@ static _Atomic bool g_on;
 static ukko__sampler_t g_sampler = UKKO__SAMPLER_PARENT_ALWAYS_ON;
 static double g_ratio = 1.0;
 static _Atomic(ukko__span_sink_fn) g_sink;
+static _Atomic bool g_backlog; /* the exporter's queue is full */
+static _Atomic uint64_t g_backlog_dropped;
 
 static _Thread_local ukko_span_t *t_current;
 static _Thread_local uint64_t t_rng[4];
@@ -277,8 +279,21 @@ void ukko__trace_configure(ukko__sampler_t sampler, double ratio, ukko__span_sin
 {
     g_sampler = sampler;
     g_ratio = isnan(ratio) ? 1.0 : ratio < 0 ? 0 : ratio > 1 ? 1 : ratio;
+    atomic_store_explicit(&g_backlog, false, memory_order_relaxed);
     atomic_store_explicit(&g_sink, sink, memory_order_release); /* pairs with ukko_span_end */
     atomic_store_explicit(&g_on, sink != NULL, memory_order_release);
+}
+
+void ukko__trace_set_backlog(bool full)
+{
+    /* relaxed: a hint; a span recorded or not around the change is fine */
+    if (atomic_load_explicit(&g_backlog, memory_order_relaxed) != full)
+        atomic_store_explicit(&g_backlog, full, memory_order_relaxed);
+}
+
+uint64_t ukko__trace_backlog_dropped(void)
+{
+    return atomic_load_explicit(&g_backlog_dropped, memory_order_relaxed);
 }
 
 bool ukko_trace_enabled(void)
@@ -327,6 +342,11 @@ ukko_span_t *ukko_span_start(const char *name, ukko_span_kind_t kind,
     random_id(ctx.span_id, 8);
     bool rec = sample(parent, ctx.trace_id);
     ctx.flags = rec ? UKKO_TRACE_SAMPLED : 0;
+    if (rec && atomic_load_explicit(&g_backlog, memory_order_relaxed)) {
+        rec = false; /* the queue is full: it would be dropped at its end anyway */
+        atomic_fetch_add_explicit(&g_backlog_dropped, 1, memory_order_relaxed);
+        ukko_metrics_spans_add(UKKO_SPANS_DROPPED_QUEUE, 1);
+    }
     ukko_span_t *sp = malloc(rec ? sizeof(*sp) : offsetof(ukko_span_t, attrs));
     if (!sp)
         return NULL; /* a span is never worth an abort */

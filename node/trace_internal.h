@@ -9,9 +9,11 @@
 struct curl_slist;
 struct ev_loop;
 
-#define UKKO__SPAN_MAX_ATTRS 24
-#define UKKO__SPAN_MAX_EVENTS 8
-#define UKKO__SPAN_TEXT 1024
+/* Sized so that a recorded span stays within 1 KiB (glibc's per-thread
+ * cache serves up to 1032 bytes without a lock). */
+#define UKKO__SPAN_MAX_ATTRS 16
+#define UKKO__SPAN_MAX_EVENTS 6
+#define UKKO__SPAN_TEXT 600
 #define UKKO__SPAN_NONE 0xffff /* no text at this offset */
 
 typedef enum { UKKO__ATTR_STR, UKKO__ATTR_INT, UKKO__ATTR_DOUBLE, UKKO__ATTR_BOOL } ukko__attr_type_t;
@@ -70,6 +72,12 @@ typedef void (*ukko__span_sink_fn)(ukko_span_t *sp);
  * (sink NULL). Set once at start and at the end, before the threads that
  * make spans run or after they stopped (tests flip it between cases). */
 void ukko__trace_configure(ukko__sampler_t sampler, double ratio, ukko__span_sink_fn sink);
+/* The exporter's queue is full (true) or has room again (false): while
+ * full, sampled spans are started unrecorded (their context still says
+ * sampled) and counted as dropped. Any thread; relaxed. */
+void ukko__trace_set_backlog(bool full);
+/* Spans left unrecorded so far because the queue was full. */
+uint64_t ukko__trace_backlog_dropped(void);
 /* Would a root span of this trace id be sampled at this ratio? */
 bool ukko__trace_ratio_sampled(const uint8_t trace_id[16], double ratio);
 /* Releases a span without exporting it. */

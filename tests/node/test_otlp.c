@@ -268,3 +268,42 @@ Test(otlp, collector_down_drops_and_counts_without_blocking)
     ukko__otlp_free(x);
     cr_assert_not(ukko_trace_enabled(), "freeing the exporter turns tracing off");
 }
+
+Test(otlp, text_that_is_not_utf8_is_replaced)
+{
+    ukko__otlp_plan_t p = {0};
+    ukko__trace_configure(UKKO__SAMPLER_ALWAYS_ON, 1.0, keep);
+    ukko_span_t *sp = ukko_span_start("x", UKKO_SPAN_INTERNAL, NULL);
+    ukko_span_set_str(sp, "k", "ok \xc3\xa9 bad \xff\xfe end \xe2\x82");
+    ukko_span_end(sp);
+    ukko__trace_configure(UKKO__SAMPLER_PARENT_ALWAYS_ON, 1.0, NULL);
+    ukko_buf_t b;
+    ukko_buf_init(&b, 1 << 20);
+    cr_assert_eq(ukko__otlp_json(&b, &p, &sp, 1), 0);
+    cr_assert(strstr(b.data, "\"ok \xc3\xa9 bad \\ufffd\\ufffd end \\ufffd\\ufffd\""),
+              "valid UTF-8 kept, each bad byte U+FFFD: %s", b.data);
+    cJSON *j = cJSON_Parse(b.data);
+    cr_assert(j);
+    cJSON_Delete(j);
+    ukko_buf_destroy(&b);
+    ukko__span_free(sp);
+}
+
+Test(otlp, a_full_queue_stops_recording_but_keeps_the_trace)
+{
+    ukko__trace_configure(UKKO__SAMPLER_ALWAYS_ON, 1.0, keep);
+    ukko__trace_set_backlog(true);
+    uint64_t before = ukko__trace_backlog_dropped();
+    ukko_span_t *sp = ukko_span_start("x", UKKO_SPAN_INTERNAL, NULL);
+    cr_assert_not(ukko_span_recording(sp), "nothing recorded while the queue is full");
+    char tp[56];
+    ukko_span_traceparent(sp, tp);
+    cr_assert_str_eq(tp + 52, "-01", "still sampled for whoever comes next: %s", tp);
+    cr_assert_eq(ukko__trace_backlog_dropped(), before + 1, "and counted as dropped");
+    ukko_span_end(sp);
+    ukko__trace_set_backlog(false);
+    sp = ukko_span_start("x", UKKO_SPAN_INTERNAL, NULL);
+    cr_assert(ukko_span_recording(sp), "recorded again once there is room");
+    ukko__trace_configure(UKKO__SAMPLER_PARENT_ALWAYS_ON, 1.0, NULL);
+    ukko__span_free(sp);
+}
