@@ -20,9 +20,10 @@
 
 #define DRAIN_BATCH 500          /* records per loop turn, then yield */
 /* A downed node waits this long for its last commit. It must end inside
- * the part of cluster.sharding.down-removal-margin (3 s) left after the
- * resolver's worst skew between the two sides of a cut (1.9 s measured):
- * 1.1 s, of which this is the commit's share (docs/sharding.md). */
+ * cluster.sharding.down-removal-margin ("auto": 7.75 s with the resolver's
+ * defaults) once the resolver's worst skew between the two sides of a cut
+ * is spent (about 2 s for a clean cut, down-all-when-unstable + 1.5 s for
+ * an unstable one): docs/sharding.md, "The margin, and what it bounds". */
 #define AT_ONCE_COMMIT_MS 800
 #define MD_RETRY_MIN_MS 1000
 #define MD_RETRY_MAX_MS 30000
