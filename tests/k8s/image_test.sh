@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
-# The container image without Docker: builds k8s/Dockerfile's runtime stage
-# as far as a chroot can. A Debian 12 minimal root (debootstrap --variant=
-# minbase, cached as a tarball), the runtime stage's apt-get install package
-# list PARSED from the Dockerfile and installed exactly so (a wrong package
-# name fails here, not in a user's docker build), the built binary copied to
-# where the stage's COPY puts it; then, as the stage's USER (65532) on a root
-# remounted read-only (the StatefulSet's readOnlyRootFilesystem): no library
-# missing (ldd), `ukko --version`, and `ukko run` with a small config whose
-# /alive answers 200 and which stops with exit 0 on SIGTERM.
-# Root only (chroot, mounts); SKIPPED without root, debootstrap or Debian's
-# mirror. Cache: ${XDG_CACHE_HOME:-~/.cache}/ukko (the root tarball, apt's
-# lists and packages). Usage: image_test.sh path/to/ukko
+# The container image without Docker: k8s/Dockerfile's two stages, done the
+# way Docker would as far as a chroot can. Each stage starts from a Debian 12
+# minimal root (debootstrap --variant=minbase, cached as a tarball) and gets
+# the apt-get install package list PARSED from its RUN line, installed exactly
+# so (a wrong package name fails here, not in a user's docker build). The
+# build stage gets the build context (the working tree less
+# k8s/Dockerfile.dockerignore) at its COPY destination and runs its other RUN
+# lines as written (cmake, the build); the runtime stage gets the built binary
+# where its COPY --from puts it. Then, as the runtime stage's USER (65532) on a
+# root remounted read-only (the StatefulSet's readOnlyRootFilesystem): no
+# library missing (ldd), `ukko --version` as the tree's own ukko says, and
+# `ukko run` with a small config whose /alive answers 200 and which stops with
+# exit 0 on SIGTERM. Root only (chroot, mounts); SKIPPED without root,
+# debootstrap or Debian's mirror. Cache: ${XDG_CACHE_HOME:-~/.cache}/ukko (the
+# root tarball, apt's lists and packages). Usage: image_test.sh path/to/ukko
 set -euo pipefail
 ukko=$(realpath "$1")
 cd "$(dirname "$0")/../.."
@@ -21,13 +24,10 @@ fail() { echo "FAIL: $*"; exit 1; }
 [[ $(id -u) -eq 0 ]] || skip "the image test needs root (chroot and mounts)"
 command -v debootstrap > /dev/null || skip "debootstrap is not installed (apt-get install debootstrap)"
 command -v curl > /dev/null || skip "curl is not installed (apt-get install curl)"
-if ldd "$ukko" | grep -Eq 'lib(a|t|ub)san'; then
-  skip "$ukko is a sanitizer build; the image holds a plain one (build without the asan/tsan preset)"
-fi
 
-# --- the runtime stage, read from the Dockerfile --------------------------
+# --- the two stages, read from the Dockerfile --------------------------------
 stage=$(python3 - k8s/Dockerfile << 'EOF'
-import json, re, shlex, sys
+import base64, json, re, shlex, sys
 text = open(sys.argv[1]).read().replace("\\\n", " ")
 stages, cur = [], None
 for line in text.splitlines():
@@ -37,23 +37,33 @@ for line in text.splitlines():
     word, _, rest = line.partition(" ")
     word = word.upper()
     if word == "FROM":
-        cur = {"from": rest.split()[0], "packages": [], "copy": [], "user": "", "entrypoint": [], "cmd": []}
+        cur = {"from": rest.split()[0], "packages": [], "copy": [], "context": [], "runs": [],
+               "user": "", "entrypoint": [], "cmd": []}
         stages.append(cur)
     elif word == "RUN" and "apt-get" in rest:
         for cmd in re.split(r"&&|;|\|\|", rest):
             toks = shlex.split(cmd)
             if len(toks) > 1 and toks[0] == "apt-get" and "install" in toks:
                 cur["packages"] += [t for t in toks[toks.index("install") + 1:] if not t.startswith("-")]
+    elif word == "RUN":
+        cur["runs"].append(rest)
     elif word == "COPY":
         toks = rest.split()
-        if any(t.startswith("--from=") for t in toks):
-            src, dst = [t for t in toks if not t.startswith("--")]
-            cur["copy"].append((src, dst))
+        src, dst = [t for t in toks if not t.startswith("--")]
+        cur["copy" if any(t.startswith("--from=") for t in toks) else "context"].append((src, dst))
     elif word == "USER":
         cur["user"] = rest.strip()
     elif word in ("ENTRYPOINT", "CMD"):
         cur[word.lower()] = json.loads(rest)
-rt = stages[-1]
+if len(stages) != 2:
+    sys.exit(f"k8s/Dockerfile has {len(stages)} stages; this test knows a build and a runtime stage")
+bs, rt = stages
+print("build_from", bs["from"])
+print("build_packages", " ".join(bs["packages"]))
+for src, dst in bs["context"]:
+    print("build_context", src, dst)
+for r in bs["runs"]:
+    print("build_run", base64.b64encode(r.encode()).decode())
 print("from", rt["from"])
 print("packages", " ".join(rt["packages"]))
 for src, dst in rt["copy"]:
@@ -62,21 +72,30 @@ print("user", rt["user"])
 print("entrypoint", " ".join(rt["entrypoint"]))
 print("cmd", " ".join(rt["cmd"]))
 EOF
-)
+) || fail "cannot read k8s/Dockerfile's stages"
 field() { awk -v k="$1" '$1 == k {sub($1 " ", ""); print; exit}' <<< "$stage"; }
 from=$(field from)
 read -r -a packages <<< "$(field packages)"
+src=$(awk '$1 == "copy" && $2 ~ /\/ukko$/ {print $2; exit}' <<< "$stage")
 dest=$(awk '$1 == "copy" && $2 ~ /\/ukko$/ {print $3; exit}' <<< "$stage")
+build_from=$(field build_from)
+read -r -a build_packages <<< "$(field build_packages)"
+context=$(awk '$1 == "build_context" && $2 == "." {print $3; exit}' <<< "$stage")
+mapfile -t build_runs < <(awk '$1 == "build_run" {print $2}' <<< "$stage")
 user=$(field user)
 entrypoint=$(field entrypoint)
-[[ $from == debian:12* ]] || fail "the runtime stage is FROM $from; this test builds Debian 12 roots (update it with the Dockerfile)"
+[[ $build_from == debian:12* && $from == debian:12* ]] ||
+  fail "the stages are FROM $build_from and $from; this test makes Debian 12 roots (update it with the Dockerfile)"
+((${#build_packages[@]} > 0 && ${#build_runs[@]} > 0)) || fail "the build stage has no apt-get install list or no build RUN"
+[[ -n $context ]] || fail "the build stage has no COPY . <dir> of the build context"
 ((${#packages[@]} > 0)) || fail "no apt-get install package list found in k8s/Dockerfile's runtime stage"
 [[ -n $dest ]] || fail "no COPY --from of the ukko binary in k8s/Dockerfile's runtime stage"
 [[ $user =~ ^([0-9]+):([0-9]+)$ ]] || fail "the runtime stage's USER is '$user'; want a numeric uid:gid"
 uid=${BASH_REMATCH[1]}
 gid=${BASH_REMATCH[2]}
 [[ $entrypoint == "$dest" ]] || fail "ENTRYPOINT is '$entrypoint' but the binary is copied to $dest"
-echo "runtime stage: FROM $from; ${#packages[@]} packages: ${packages[*]}; binary at $dest; user $uid:$gid"
+echo "build stage: FROM $build_from; ${#build_packages[@]} packages; context at $context; ${#build_runs[@]} RUN(s)"
+echo "runtime stage: FROM $from; ${#packages[@]} packages: ${packages[*]}; $src at $dest; user $uid:$gid"
 
 # --- the cached Debian 12 minimal root -------------------------------------
 cache=${XDG_CACHE_HOME:-$HOME/.cache}/ukko
@@ -119,39 +138,75 @@ if [[ ! -f $tarball ]]; then
   tar -C "$tmp/boot" -cf "$tarball.tmp.$$" . && mv "$tarball.tmp.$$" "$tarball"
   rm -rf --one-file-system "${tmp:?}/boot"
 fi
-mkdir -p "$root"
-tar -C "$root" -xf "$tarball"
-# The image's apt sources are Debian's, as the host's; the resolver the host's.
-rm -f "$root/etc/apt/sources.list"
-cp "$sources" "$root/etc/apt/sources.list.d/"
-cp /etc/resolv.conf "$root/etc/resolv.conf"
-mount_pseudo() { mount --bind /dev "$root/dev" && mount -t proc proc "$root/proc"; }
-mount_pseudo
-mount --bind "$cache/image-apt/lists" "$root/var/lib/apt/lists"
-mount --bind "$cache/image-apt/archives" "$root/var/cache/apt/archives"
-in_root() { chroot "$root" /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-  HOME=/root DEBIAN_FRONTEND=noninteractive "$@"; }
-
-# --- RUN apt-get update && apt-get install ... (the Dockerfile's list) -----
-if ! in_root apt-get update -qq > "$tmp/apt-update.log" 2>&1; then
-  if ! compgen -G "$cache/image-apt/lists/*Packages*" > /dev/null; then
-    skip "apt-get update in the root failed (no network to Debian's mirror?): $(tail -n 2 "$tmp/apt-update.log" | tr '\n' ' ')"
+# A stage's root, as FROM gives it: the minimal root with the host's apt
+# sources and resolver, /dev, /proc, and apt's lists and packages from the cache.
+make_root() {
+  local r=$1
+  mkdir -p "$r"
+  tar -C "$r" -xf "$tarball"
+  rm -f "$r/etc/apt/sources.list"
+  cp "$sources" "$r/etc/apt/sources.list.d/"
+  cp /etc/resolv.conf "$r/etc/resolv.conf"
+  mount_pseudo "$r"
+  mount --bind "$cache/image-apt/lists" "$r/var/lib/apt/lists"
+  mount --bind "$cache/image-apt/archives" "$r/var/cache/apt/archives"
+}
+mount_pseudo() { mount --bind /dev "$1/dev" && mount -t proc proc "$1/proc"; }
+in_root() { # in_root ROOT COMMAND...
+  local r=$1
+  shift
+  chroot "$r" /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    HOME=/root DEBIAN_FRONTEND=noninteractive "$@"
+}
+# RUN apt-get update && apt-get install ...: the parsed list, exactly.
+install_packages() { # install_packages ROOT STAGE PACKAGE...
+  local r=$1 what=$2 p
+  shift 2
+  if ! in_root "$r" apt-get update -qq > "$tmp/apt-update.log" 2>&1; then
+    if ! compgen -G "$cache/image-apt/lists/*Packages*" > /dev/null; then
+      skip "apt-get update in the root failed (no network to Debian's mirror?): $(tail -n 2 "$tmp/apt-update.log" | tr '\n' ' ')"
+    fi
+    echo "image_test: apt-get update failed; going on with the cached package lists"
   fi
-  echo "image_test: apt-get update failed; going on with the cached package lists"
-fi
-for p in "${packages[@]}"; do
-  in_root apt-cache show --no-all-versions "$p" > /dev/null 2>&1 ||
-    fail "k8s/Dockerfile's runtime stage installs '$p', which Debian 12 does not have (apt-cache show $p)"
+  for p in "$@"; do
+    in_root "$r" apt-cache show --no-all-versions "$p" > /dev/null 2>&1 ||
+      fail "k8s/Dockerfile's $what stage installs '$p', which Debian 12 does not have (apt-cache show $p)"
+  done
+  if ! in_root "$r" apt-get install -y -qq --no-install-recommends "$@" > "$tmp/apt-install.log" 2>&1; then
+    fail "apt-get install of the $what stage's packages failed: $(tail -n 5 "$tmp/apt-install.log")"
+  fi
+}
+
+# --- the build stage ---------------------------------------------------------
+broot=$tmp/build
+make_root "$broot"
+install_packages "$broot" build "${build_packages[@]}"
+# COPY . <context>: the working tree less what the .dockerignore leaves out.
+excludes=()
+while read -r pat; do
+  [[ -z $pat || $pat == \#* ]] && continue
+  if [[ $pat == '**/'* ]]; then excludes+=(--no-anchored "--exclude=${pat#'**/'}"); else excludes+=(--anchored "--exclude=./$pat"); fi
+done < k8s/Dockerfile.dockerignore
+mkdir -p "$broot$context"
+tar -C "$repo" "${excludes[@]}" -cf - . | tar -C "$broot$context" -xf -
+for r in "${build_runs[@]}"; do
+  cmd=$(base64 -d <<< "$r")
+  if ! in_root "$broot" nice -n 10 sh -c "$cmd" > "$tmp/build.log" 2>&1; then
+    fail "the build stage's RUN $cmd failed: $(grep -m 5 -i error "$tmp/build.log"; tail -n 5 "$tmp/build.log")"
+  fi
 done
-if ! in_root apt-get install -y -qq --no-install-recommends "${packages[@]}" > "$tmp/apt-install.log" 2>&1; then
-  fail "apt-get install of the runtime stage's packages failed: $(tail -n 5 "$tmp/apt-install.log")"
-fi
+[[ -x $broot$src ]] || fail "the build stage made no $src"
+echo "build stage: built $src"
+
+# --- the runtime stage -------------------------------------------------------
+make_root "$root"
+install_packages "$root" runtime "${packages[@]}"
 echo "installed: ${packages[*]}"
 
 # --- COPY --from=build /build/ukko <dest> -----------------------------------
-install -D -m 0755 "$ukko" "$root$dest"
+install -D -m 0755 "$broot$src" "$root$dest"
 
-missing=$(in_root ldd "$dest" | grep 'not found' || true)
+missing=$(in_root "$root" ldd "$dest" | grep 'not found' || true)
 [[ -z $missing ]] || fail "in the image, $dest lacks libraries (add their packages to the runtime stage): $missing"
 echo "ldd: every library of $dest is in the image"
 
@@ -162,8 +217,8 @@ echo "ldd: every library of $dest is in the image"
 for m in var/cache/apt/archives var/lib/apt/lists proc dev; do umount "$root/$m"; done
 mount --bind "$root" "$root"
 mount -o remount,bind,ro "$root"
-mount_pseudo
-as_user() { in_root setpriv --reuid="$uid" --regid="$gid" --clear-groups --no-new-privs "$@"; }
+mount_pseudo "$root"
+as_user() { in_root "$root" setpriv --reuid="$uid" --regid="$gid" --clear-groups --no-new-privs "$@"; }
 who=$(as_user id -u)
 [[ $who == "$uid" ]] || fail "setpriv ran as uid $who, not $uid"
 version=$(as_user "$dest" --version) || fail "ukko --version failed in the image as $uid"
@@ -206,4 +261,4 @@ wait "$node_pid" || rc=$?
 node_pid=
 [[ $rc == 0 ]] || fail "ukko run exited $rc after SIGTERM, not 0: $(tail -n 5 "$tmp/node.log")"
 echo "stopped on SIGTERM with exit 0"
-echo "image OK ($repo/k8s/Dockerfile's runtime stage)"
+echo "image OK ($repo/k8s/Dockerfile's build and runtime stages)"
