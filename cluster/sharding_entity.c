@@ -10,10 +10,12 @@
  * thread; handlers and acks on dispatcher threads (any thread for
  * ukko_entity_ack); they meet at mailboxes and the completion stack.
  * Invariant: an entity record is freed only once none of its deliveries is
- * outstanding. */
+ * outstanding, or once the sharding is freed (a later ack frees its
+ * delivery and touches nothing else). */
 #include "sharding_runtime.h"
 
 #include <stdalign.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,7 +52,7 @@ typedef struct sh_delivery {
     atomic_int refs;   /* the handler's (released when its message is done) + tokens */
     atomic_int status; /* the first failure, or 0 */
     bool handled;
-    sh_t *s;
+    struct sh_done_hub *hub;
     sh_entity_t *ent;
     ukko_entity_done_fn done;
     void *arg;
@@ -73,6 +75,30 @@ typedef struct sh_delivery {
 #else
 #define POOL_ON 1
 #endif
+
+/* The completion stack, apart from sh_t: the last ack of a deferred
+ * delivery may come after ukko_sharding_free (a producer's delivery report
+ * on the loop, a reply on any thread), and must find it. refs: the
+ * sharding's 1; a pusher's 1 from before its push onto an empty stack
+ * until after its ev_async_send (the loop may complete the delivery in
+ * between); from the close on, 1 per delivery still out. The last frees
+ * it. Closed: head is HUB_CLOSED for good, and a late last ack frees its
+ * delivery itself. */
+typedef struct sh_done_hub {
+    _Atomic(sh_delivery_t *) head;
+    atomic_size_t refs;
+    struct ev_loop *loop;
+    ev_async async;
+} sh_done_hub_t;
+
+#define HUB_CLOSED ((sh_delivery_t *)(uintptr_t)1)
+
+static void hub_unref(sh_done_hub_t *h, size_t n)
+{
+    /* acq_rel: whoever frees it comes after every other holder's last use. */
+    if (atomic_fetch_sub_explicit(&h->refs, n, memory_order_acq_rel) == n)
+        free(h);
+}
 
 static sh_delivery_t *delivery_alloc(sh_t *s, size_t len)
 {
@@ -114,16 +140,34 @@ static void unref(sh_delivery_t *d)
     /* pairs with the fetch_add of ukko_entity_defer: the last one posts */
     if (atomic_fetch_sub_explicit(&d->refs, 1, memory_order_acq_rel) != 1)
         return;
-    sh_t *s = d->s;
-    sh_delivery_t *old = atomic_load_explicit(&s->done_head, memory_order_relaxed);
-    do
+    sh_done_hub_t *h = d->hub;
+    bool held = false;
+    sh_delivery_t *old = atomic_load_explicit(&h->head, memory_order_relaxed);
+    for (;;) {
+        if (old == HUB_CLOSED) {
+            /* The sharding is gone and waits for nothing: d ends here, with
+             * the ref on the hub the close counted for it. */
+            free(d);
+            hub_unref(h, held ? 2 : 1);
+            return;
+        }
+        if (!old && !held) {
+            /* This push may wake the loop: the hub must outlive the send.
+             * Relaxed: d is outstanding, so the hub is alive now. */
+            atomic_fetch_add_explicit(&h->refs, 1, memory_order_relaxed);
+            held = true;
+        }
         d->done_next = old;
-    /* Pairs with the acquire exchange in on_done_async: d's fields and
-     * status are visible to the loop thread with d. */
-    while (!atomic_compare_exchange_weak_explicit(&s->done_head, &old, d, memory_order_release,
-                                                  memory_order_relaxed));
+        /* Pairs with the acquire exchanges in complete_all and the close:
+         * d's fields and status are visible to the loop thread with d. */
+        if (atomic_compare_exchange_weak_explicit(&h->head, &old, d, memory_order_release,
+                                                  memory_order_relaxed))
+            break;
+    }
     if (!old) /* empty -> not empty: the loop takes the lot */
-        ev_async_send(s->loop, &s->done_async);
+        ev_async_send(h->loop, &h->async);
+    if (held)
+        hub_unref(h, 1);
 }
 
 static void fail(sh_delivery_t *d, int status)
@@ -282,6 +326,7 @@ static void complete(sh_t *s, sh_delivery_t *d, int64_t now)
     int status = atomic_load_explicit(&d->status, memory_order_relaxed);
     e->inflight--;
     sh->inflight--;
+    s->ndeliveries--;
     e->last_used = now;
     if (d->done && !s->freed)
         d->done(d->arg, status);
@@ -292,11 +337,10 @@ static void complete(sh_t *s, sh_delivery_t *d, int64_t now)
         sh__shard_progress(sh);
 }
 
-/* Takes the whole completion stack and finishes it oldest first. */
-static void complete_all(sh_t *s)
+/* Finishes a stack taken whole, oldest first; returns how many. */
+static size_t complete_list(sh_t *s, sh_delivery_t *d)
 {
-    /* Pairs with the release CAS in unref. */
-    sh_delivery_t *d = atomic_exchange_explicit(&s->done_head, NULL, memory_order_acquire);
+    size_t n = 0;
     sh_delivery_t *fifo = NULL;
     while (d) {
         sh_delivery_t *next = d->done_next;
@@ -305,13 +349,21 @@ static void complete_all(sh_t *s)
         d = next;
     }
     if (!fifo)
-        return;
+        return 0;
     int64_t now = coarse_ms();
     while (fifo) {
         sh_delivery_t *next = fifo->done_next;
         complete(s, fifo, now);
         fifo = next;
+        n++;
     }
+    return n;
+}
+
+static void complete_all(sh_t *s)
+{
+    /* Pairs with the release CAS in unref. */
+    (void)complete_list(s, atomic_exchange_explicit(&s->hub->head, NULL, memory_order_acquire));
 }
 
 static void on_done_async(struct ev_loop *loop, ev_async *w, int revents)
@@ -330,11 +382,16 @@ static int sink_init(ukko_actor_ctx_t *ctx, void *state, void *arg)
 
 int sh__entity_setup(sh_t *s)
 {
-    atomic_init(&s->done_head, NULL);
-    ev_async_init(&s->done_async, on_done_async);
-    s->done_async.data = s;
-    ev_async_start(s->loop, &s->done_async);
-    s->done_started = true;
+    sh_done_hub_t *h = calloc(1, sizeof(*h));
+    if (!h)
+        return UKKO_ENOMEM;
+    atomic_init(&h->head, NULL);
+    atomic_init(&h->refs, 1);
+    h->loop = s->loop;
+    ev_async_init(&h->async, on_done_async);
+    h->async.data = s;
+    ev_async_start(s->loop, &h->async);
+    s->hub = h;
     ukko_behaviour_t b = {sizeof(sh_t *), sink_init, sink_handle, NULL};
     ukko_spawn_opts_t o = {.name = "sharding-tells", .dispatcher = "loop", .arg = s};
     int rc = ukko_actor_spawn(s->sys, &b, &o, &s->sink);
@@ -352,12 +409,20 @@ void sh__entity_teardown(sh_t *s)
         ukko_actor_release(s->sink);
         s->sink = NULL;
     }
-    if (s->done_started) {
-        ev_async_stop(s->loop, &s->done_async);
-        s->done_started = false;
-        /* Completions already pushed: the bookkeeping runs (s->freed keeps
-         * the callbacks out), the deliveries are freed. */
-        complete_all(s);
+    if (s->hub) {
+        sh_done_hub_t *h = s->hub;
+        ev_async_stop(s->loop, &h->async);
+        /* Each delivery still out holds the hub from here: its last ack
+         * may come after s is freed. Counted before the close, so that a
+         * late ack cannot take the count to zero under us. */
+        atomic_fetch_add_explicit(&h->refs, s->ndeliveries, memory_order_relaxed);
+        /* Pairs with the release CAS in unref. Completions already pushed:
+         * the bookkeeping runs (s->freed keeps the callbacks out), the
+         * deliveries are freed; the later ones find the hub closed. */
+        size_t n = complete_list(
+            s, atomic_exchange_explicit(&h->head, HUB_CLOSED, memory_order_acq_rel));
+        s->hub = NULL;
+        hub_unref(h, n + 1); /* theirs, and the sharding's */
     }
     while (s->pool) {
         sh_delivery_t *d = s->pool;
@@ -468,7 +533,7 @@ int sh__deliver(sh_shard_t *sh, const char *id, size_t id_len, uint32_t msg_type
     atomic_init(&d->refs, 1);
     atomic_init(&d->status, 0);
     d->handled = false;
-    d->s = s;
+    d->hub = s->hub;
     d->ent = e;
     d->done = done;
     d->arg = arg;
@@ -497,6 +562,7 @@ int sh__deliver(sh_shard_t *sh, const char *id, size_t id_len, uint32_t msg_type
         delivery_release(s, d);
         return rc;
     }
+    s->ndeliveries++;
     return 0;
 }
 
@@ -509,7 +575,9 @@ void sh__entities_stop(sh_shard_t *sh, bool force)
         while (e) {
             sh_entity_t *next = e->next;
             ent_release(e);
-            if (e->inflight == 0)
+            /* Once the sharding is freed no completion comes back here: a
+             * late ack frees only its delivery. */
+            if (e->inflight == 0 || sh->type->s->freed)
                 free(e);
             else
                 e->stopped = true; /* freed by its last completion */

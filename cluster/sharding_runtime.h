@@ -124,10 +124,10 @@ struct ukko_sharding {
     ukko_actor_t *sink; /* tells from other threads, on the loop thread */
     /* Completed deliveries, pushed by dispatcher threads (a lock-free stack:
      * push with a CAS, the loop takes all with one exchange) and finished on
-     * the loop thread by done_async, in batches. */
-    _Atomic(struct sh_delivery *) done_head;
-    ev_async done_async;
-    bool done_started;
+     * the loop thread by its ev_async, in batches. Allocated apart: an ack
+     * may come after this struct is freed (sharding_entity.c). */
+    struct sh_done_hub *hub;
+    size_t ndeliveries; /* made and not yet completed (loop thread) */
     struct sh_delivery *pool; /* free deliveries of the pooled size (loop thread) */
     size_t npool;
     pthread_t loop_thread;
