@@ -302,6 +302,30 @@ def check_kafka_in_cluster(r, eff, out):
     out.append(f"kafka in the cluster: Service {host}:{port}, advertised alike, topics Job")
 
 
+def check_kind_script(r, sts, out):
+    """k8s/kind/up.sh loads one image and waits on objects by name: they must
+    be the ones this rendering makes (the script itself cannot run here)."""
+    with open(os.path.join(REPO, "k8s", "kind", "up.sh")) as f:
+        script = f.read()
+    m = re.search(r"^image=(\S+)", script, re.M)
+    need(m, "k8s/kind/up.sh sets no image=")
+    c = [c for c in sts["spec"]["template"]["spec"]["containers"] if c["name"] == "ukko"][0]
+    need(c["image"] == m.group(1), f"up.sh builds and loads {m.group(1)}, the pods run {c['image']}")
+    need(c.get("imagePullPolicy") in ("IfNotPresent", "Never"),
+         f"imagePullPolicy {c.get('imagePullPolicy')} would pull {c['image']}, which only the kind node has")
+    for kind, name in re.findall(r"\b(deployment|job|statefulset)/([a-z0-9-]+)", script):
+        k = {"deployment": "Deployment", "job": "Job", "statefulset": "StatefulSet"}[kind]
+        need(r.maybe(k, name) is not None, f"up.sh waits for {kind}/{name}, which the kind overlay does not make")
+    for sel in re.findall(r"-l '([^']+)'", script):
+        m = re.fullmatch(r"app in \(([^)]*)\)", sel)
+        need(m, f"up.sh's selector {sel!r} is not understood here")
+        for app in [a.strip() for a in m.group(1).split(",")]:
+            need(any(o["spec"]["template"]["metadata"]["labels"].get("app") == app
+                     for o in r.objs if o["kind"] in ("Deployment", "StatefulSet")),
+                 f"up.sh waits for pods of app={app}, which no Deployment or StatefulSet makes")
+    out.append(f"up.sh: image {c['image']}, the objects it waits for exist")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--ukko", required=True)
@@ -334,6 +358,8 @@ def main():
         check_resources(c, out)
         eff = check_pod_config(r, sts, c, a.ukko, out)
         check_kafka_in_cluster(r, eff, out)
+        if a.name.rstrip("/").endswith("overlays/kind"):
+            check_kind_script(r, sts, out)
     except Fail as e:
         print(f"FAIL: {a.name}: {e}")
         return 1
