@@ -848,6 +848,11 @@ static void *run(void *arg)
     while (!atomic_load_explicit(&x->stop, memory_order_acquire)) { /* pairs with stop's store */
         nap(x, x->delay_ms);
         (void)drain(x);
+        /* pop clears the backlog mark, but a pusher that found the queue
+         * full may set it just after the last pop: with nothing recorded
+         * nothing would be popped again, so clear it here too. */
+        if (atomic_load_explicit(&x->pending, memory_order_relaxed) <= (int64_t)(x->mask / 2))
+            ukko__trace_set_backlog(false);
         int64_t fd = atomic_load_explicit(&x->flush_deadline, memory_order_acquire);
         if (fd) {
             /* A flush: everything queued until now, then tell the loop. */

@@ -307,3 +307,38 @@ Test(otlp, a_full_queue_stops_recording_but_keeps_the_trace)
     ukko__trace_configure(UKKO__SAMPLER_PARENT_ALWAYS_ON, 1.0, NULL);
     ukko__span_free(sp);
 }
+
+static bool recording_again(void)
+{
+    ukko_span_t *sp = ukko_span_start("x", UKKO_SPAN_INTERNAL, NULL);
+    bool rec = ukko_span_recording(sp);
+    ukko__span_free(sp);
+    return rec;
+}
+
+/* A thread that found the queue full marks the backlog just after the
+ * exporter emptied it (preempted between the two): with nothing recorded,
+ * nothing is pushed and nothing popped, so the exporter itself must clear
+ * the mark once its queue has room, or tracing stays off for good. */
+Test(otlp, a_backlog_marked_after_the_queue_emptied_is_cleared)
+{
+    static const char *env[] = {"OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.9.3:9", NULL};
+    fake_env = env;
+    ukko_tracing_config_t tc = defaults();
+    tc.schedule_delay_ms = 50;
+    tc.export_timeout_ms = 300;
+    ukko__otlp_plan_t p;
+    char err[400];
+    cr_assert_eq(ukko__otlp_plan(&tc, get, &p, err, sizeof(err)), 0);
+    ukko__otlp_t *x = NULL;
+    cr_assert_eq(ukko__otlp_new(&p, &tc, NULL, &x), 0);
+    ukko__otlp_plan_destroy(&p);
+    ukko__otlp_install(x);
+    ukko__trace_set_backlog(true); /* the late mark: the queue is empty */
+    int64_t deadline = ukko_now_ms() + 5000;
+    bool rec;
+    while (!(rec = recording_again()) && ukko_now_ms() < deadline)
+        usleep(10000);
+    ukko__otlp_free(x);
+    cr_assert(rec, "spans are recorded again within 5 s of the queue having room");
+}
