@@ -7,9 +7,13 @@
  * its own start left. */
 #include "ukko.h"
 
+#include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 extern char **environ;
 
@@ -32,6 +36,7 @@ struct ukko_host {
     hook_t *hooks;
     size_t nhooks, hookcap;
     bool ran;
+    int code; /* what the run returned: the process's exit code */
 };
 
 int ukko_host_new(const ukko_module_t *const *modules, size_t n, ukko_host_t **out)
@@ -74,15 +79,84 @@ fail:
     return rc < 0 ? rc : UKKO_ENOMEM;
 }
 
-void ukko_host_free(ukko_host_t *h)
+/* The modules' teardown after a run ends in client libraries' own blocking
+ * closes (librdkafka's last commit and consumer close); one of them waiting
+ * on a broker that vanished at the same moment was seen to hang for
+ * minutes. Everything the stop had to do is done by then (hand-offs,
+ * commits, leave), so past TEARDOWN_MAX_S the process exits with the run's
+ * code instead of keeping a stopped pod alive until its SIGKILL. */
+#define TEARDOWN_MAX_S 15
+
+typedef struct watchdog {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool done;
+    int code;
+} watchdog_t;
+
+static void *watchdog_main(void *arg)
 {
-    if (!h)
-        return;
+    watchdog_t *w = arg;
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_sec += TEARDOWN_MAX_S;
+    pthread_mutex_lock(&w->lock);
+    int rc = 0;
+    while (!w->done && rc != ETIMEDOUT)
+        rc = pthread_cond_timedwait(&w->cond, &w->lock, &until);
+    bool done = w->done;
+    pthread_mutex_unlock(&w->lock);
+    if (!done) {
+        ukko_logf(UKKO_LOG_ERROR, "node", UKKO_FIELDS(UKKO_FI("exit_code", w->code)),
+                  "the teardown after the stop has taken more than %d s (a client library "
+                  "waiting on a peer that is gone, such as librdkafka's consumer close with "
+                  "its broker down): exiting now with code %d; the stop itself had finished",
+                  TEARDOWN_MAX_S, w->code);
+        _exit(w->code);
+    }
+    return NULL;
+}
+
+static void modules_free(ukko_host_t *h)
+{
     for (size_t i = h->n; i-- > 0;) {
         if (h->states && h->states[i] && h->modules[i]->free)
             h->modules[i]->free(h->states[i]);
         if (h->states)
             h->states[i] = NULL;
+    }
+}
+
+void ukko_host_free(ukko_host_t *h)
+{
+    if (!h)
+        return;
+    watchdog_t w = {.done = false, .code = h->code};
+    pthread_t t;
+    bool armed = false;
+    if (h->ran && pthread_mutex_init(&w.lock, NULL) == 0) {
+        pthread_condattr_t ca;
+        if (pthread_condattr_init(&ca) == 0) {
+            if (pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) == 0 &&
+                pthread_cond_init(&w.cond, &ca) == 0) {
+                armed = pthread_create(&t, NULL, watchdog_main, &w) == 0;
+                if (!armed)
+                    pthread_cond_destroy(&w.cond);
+            }
+            pthread_condattr_destroy(&ca);
+        }
+        if (!armed)
+            pthread_mutex_destroy(&w.lock);
+    }
+    modules_free(h);
+    if (armed) {
+        pthread_mutex_lock(&w.lock);
+        w.done = true;
+        pthread_cond_signal(&w.cond);
+        pthread_mutex_unlock(&w.lock);
+        pthread_join(t, NULL);
+        pthread_cond_destroy(&w.cond);
+        pthread_mutex_destroy(&w.lock);
     }
     ukko_actor_system_free(h->actors);
     ukko_node_free(h->node);
@@ -240,6 +314,7 @@ int ukko_host_run(ukko_host_t *h, const ukko_app_t *app)
     }
     code = ukko_node_run(h->node);
 out:
+    h->code = code;
     /* After the stop's phases (or a failed start): what is still queued is
      * drained; a second call returns at once. */
     if (h->actors)

@@ -10,6 +10,7 @@
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 typedef struct alpha_settings {
     int64_t size;
@@ -83,10 +84,14 @@ static int beta_start(ukko_host_t *host, void *settings, void **state)
     return 0;
 }
 
+static bool beta_hang; /* beta's free blocks, as a library's close can */
+
 static void beta_free(void *state)
 {
     cr_assert_str_eq(state, "beta-state");
     note("beta:free");
+    while (beta_hang)
+        pause(); /* until the teardown's watchdog ends the process */
 }
 
 static int gamma_start(ukko_host_t *host, void *settings, void **state)
@@ -215,4 +220,16 @@ Test(host, an_application_that_cannot_start_stops_the_run)
     cr_assert_eq(ukko_host_run(host, &app), 2);
     cr_assert_eq(ntrail, 1, "no module started");
     cr_assert_eq(ukko_host_run(host, &app), 1, "a host runs once");
+}
+
+/* A module whose teardown hangs (librdkafka's consumer close waiting on a
+ * broker that is gone) does not keep the process alive: after the stop, the
+ * host's watchdog exits with the run's code (0 here; without the watchdog
+ * this test times out). */
+Test(host, a_teardown_that_hangs_ends_with_the_runs_exit_code, .exit_code = 0, .timeout = 60)
+{
+    beta_hang = true;
+    cr_assert_eq(ukko_host_run(host, &app), 0);
+    ukko_host_free(host);
+    cr_assert_fail("the teardown returned although beta's free never does");
 }
