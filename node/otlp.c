@@ -84,6 +84,9 @@ static const ukko_cfg_key_t tracing_keys[] = {
      NULL, NULL, "Export what is queued at least this often (and at once when a batch is full)."},
     {"tracing.export-timeout", UKKO_CFG_DURATION, TC(export_timeout_ms), "\"10s\"", 10, 600000,
      NULL, NULL, "One export, retries included, gives up after this; its spans count as failed."},
+    {"tracing.namespace-path", UKKO_CFG_STRING, TC(namespace_path),
+     "\"/var/run/secrets/kubernetes.io/serviceaccount/namespace\"", 0, 0, NULL, NULL,
+     "In a pod without POD_NAMESPACE, the file whose content is k8s.namespace.name."},
 };
 
 int ukko_tracing_config_register(ukko_config_t *cfg, ukko_tracing_config_t *tc)
@@ -348,8 +351,8 @@ int ukko__otlp_plan(const ukko_tracing_config_t *tc, ukko__otlp_getenv_fn get,
         if (nsv && *nsv)
             snprintf(ns, sizeof(ns), "%s", nsv);
         else
-            read_small_file((v = get("UKKO_TRACING_NAMESPACE_PATH")) && *v
-                                ? v
+            read_small_file(tc->namespace_path && *tc->namespace_path
+                                ? tc->namespace_path
                                 : "/var/run/secrets/kubernetes.io/serviceaccount/namespace",
                             ns, sizeof(ns));
         if (ns[0])

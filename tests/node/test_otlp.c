@@ -342,3 +342,25 @@ Test(otlp, a_backlog_marked_after_the_queue_emptied_is_cleared)
     ukko__otlp_free(x);
     cr_assert(rec, "spans are recorded again within 5 s of the queue having room");
 }
+
+Test(otlp, namespace_from_the_service_account_file)
+{
+    char path[] = "/tmp/ukko-otlp-ns-XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert(fd >= 0);
+    cr_assert_eq(write(fd, "payments\n", 9), 9);
+    close(fd);
+    static const char *env[] = {"OTEL_EXPORTER_OTLP_ENDPOINT=http://c:4318",
+                                "KUBERNETES_SERVICE_HOST=10.0.0.1", "HOSTNAME=pay-0", NULL};
+    fake_env = env;
+    ukko_tracing_config_t tc = defaults();
+    tc.namespace_path = path;
+    ukko__otlp_plan_t p;
+    char err[400];
+    cr_assert_eq(ukko__otlp_plan(&tc, get, &p, err, sizeof(err)), 0);
+    unlink(path);
+    cr_assert_str_eq(res(&p, "k8s.namespace.name"), "payments", "read from the file, trimmed");
+    cr_assert_str_eq(res(&p, "k8s.pod.name"), "pay-0", "HOSTNAME is the pod's name");
+    cr_assert_str_eq(res(&p, "service.instance.id"), "payments.pay-0");
+    ukko__otlp_plan_destroy(&p);
+}
