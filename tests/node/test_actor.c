@@ -470,3 +470,35 @@ Test(actor, a_batch_of_tells_runs_at_its_end, .timeout = 30)
     ukko_actor_system_free(sys);
     free(r);
 }
+
+/* An actor stopped while its turn is held by a batch (or spawned inside
+ * one) is in no run queue until _end: it must still get the turn that
+ * stops it, run its free once, and leave nothing for the system's stop. */
+Test(actor, an_actor_stopped_inside_a_batch_stops_at_its_end, .timeout = 30)
+{
+    ukko_actor_system_t *sys = test_system("{\"default\": {\"parallelism-min\": 2}}");
+    enum { N = 8 };
+    rec_t *r = rec_new();
+    ukko_actor_t *a[N + 1];
+    for (int i = 0; i < N; i++)
+        a[i] = spawn_rec(sys, r, NULL);
+    ukko_actor_batch_begin();
+    for (int i = 0; i < N; i++) {
+        seqmsg_t m = seq(i, 1);
+        cr_assert_eq(ukko_actor_send(a[i], T_SEQ, &m, sizeof(m)), 0);
+        cr_assert_eq(ukko_actor_stop(a[i]), 0, "actor %d stops while held", i);
+    }
+    a[N] = spawn_rec(sys, r, NULL); /* born inside the batch */
+    cr_assert_eq(ukko_actor_stop(a[N]), 0);
+    ukko_actor_batch_end();
+    WAIT_FOR(atomic_load(&r->frees) == N + 1, 10000);
+    cr_assert_eq(atomic_load(&r->frees), N + 1, "%d of %d actors stopped after the batch",
+                 (int)atomic_load(&r->frees), N + 1);
+    for (int i = 0; i <= N; i++) {
+        cr_assert_not(ukko_actor_alive(a[i]), "actor %d still alive", i);
+        ukko_actor_release(a[i]);
+    }
+    cr_assert_eq(ukko_actor_system_stop(sys, UKKO_SHUTDOWN_DRAIN, 5000), 0);
+    ukko_actor_system_free(sys);
+    free(r);
+}
