@@ -556,9 +556,15 @@ void ms__sbr_changed(cluster__mship_t *m, uint32_t ident, int old_status, int ol
  * change, still ran its shards when the other side took them. A member
  * not heard from since may be across the cut: it decides for itself. Last,
  * this node's own Down goes first hand to every member it reaches (64 or
- * fewer, as verdicts do), so its exit is not taken for a new cut. Returns
- * the members downed, itself included. */
-static uint64_t down_side(cluster__mship_t *m, const char *strategy, const char *why)
+ * fewer, as verdicts do), so its exit is not taken for a new cut. Only
+ * for a side that goes while the other stays (whole): a "down all" comes
+ * from a view that never settled, or that could not tell the sides apart,
+ * where whom this node hears says little about whose side it is on; a
+ * member heard that also reaches the others (a bridge of a non-transitive
+ * cut) is then often on the side that stays, and downing it could take
+ * that side below its quorum (test_sbr.c). Returns the members downed,
+ * itself included. */
+static uint64_t down_side(cluster__mship_t *m, const char *strategy, const char *why, bool whole)
 {
     cluster__member_t *self = ms__self(m);
     uint32_t since = ds_of(m, m->sbr.stable_since);
@@ -567,7 +573,7 @@ static uint64_t down_side(cluster__mship_t *m, const char *strategy, const char 
     snprintf(because, sizeof(because),
              "split-brain resolver of %s, on the same side, which goes: %s", me, why);
     uint64_t n = 0;
-    for (size_t i = 0; i < m->nmem; i++) {
+    for (size_t i = 0; whole && i < m->nmem; i++) {
         cluster__member_t *mem = &m->mem[i];
         if (mem->ident == m->self_ident || mem->status >= UKKO_MEMBER_EXITING ||
             mem->live != CLUSTER__ALIVE || mem->heard_ds < since)
@@ -618,8 +624,9 @@ static void tell_verdicts(cluster__mship_t *m)
 }
 
 /* Acts on a decision. A side that stays: its leader downs the unreachable
- * (Exiting ones are leaving anyway). A side that goes: the first of its
- * nodes to decide downs the side (down_side), leader or not. */
+ * (Exiting ones are leaving anyway). A side that goes while the other
+ * stays: the first of its nodes to decide downs the side (down_side),
+ * leader or not; "down all": each node downs itself. */
 static void act(cluster__mship_t *m, cluster__sbr_decision_t d, bool unstable, const char *why)
 {
     ms_sbr_t *r = &m->sbr;
@@ -652,7 +659,7 @@ static void act(cluster__mship_t *m, cluster__sbr_decision_t d, bool unstable, c
                       "downed %llu unreachable member(s)",
                       cluster__sbr_decision_name(d), why, (unsigned long long)downed);
     } else if (d == CLUSTER__SBR_DOWN_REACHABLE || d == CLUSTER__SBR_DOWN_ALL) {
-        downed += down_side(m, strategy, why);
+        downed += down_side(m, strategy, why, d == CLUSTER__SBR_DOWN_REACHABLE);
     }
     if (!downed)
         return;

@@ -832,3 +832,47 @@ Test(sbr_sim, a_side_that_goes_goes_as_a_whole)
                      "could move (the margin is at least stable-after, %lld ms)",
                      i, (long long)(down[i] - downed), (long long)p.sbr.stable_after_ms);
 }
+
+/* A non-transitive cut: nodes 5 and 6 are cut from 1-4, but node 0 (the
+ * lowest address, with 1-4) still reaches both sides and they reach it.
+ * The two may go, down-all-when-unstable may act on their flapping view,
+ * but whatever they decide must not down a member of the side that stays:
+ * node 0 is heard by them first hand, and downing it "with their side"
+ * would cost the side that stays a member (under static-quorum, its
+ * quorum, and then everyone). Runs a minute of simulated time. */
+static void bridged_cut(const cluster__params_t *p, size_t n)
+{
+    world(0, 1, 5, p);
+    form(n);
+    for (size_t i = 0; i < n; i++) {
+        int g = i == 0 ? 2 : i < n - 2 ? 0 : 1;
+        sim_set_group(w, i, g);
+        sides[i] = g == 1;
+    }
+    sim_block(w, 0, 1, true);
+    sim_block(w, 1, 0, true);
+    int64_t end = sim_now(w) + 60000;
+    while (sim_now(w) < end) {
+        sim_run_until(w, sim_now(w) + 100);
+        for (size_t i = 0; i < n - 2; i++) {
+            const char *why = cluster__mship_down_reason(sim_mship(w, i));
+            cr_assert(self_up(i), "node %zu, of the side that stays, is %s at t=%lld ms: %s", i,
+                      ukko_member_status_name(cluster__mship_self_status(sim_mship(w, i))),
+                      (long long)sim_now(w), why ? why : "(downed by another node)");
+        }
+    }
+}
+
+Test(sbr_sim, a_member_bridging_a_non_transitive_cut_is_not_downed_with_the_other_side)
+{
+    bridged_cut(NULL, 7);
+}
+
+Test(sbr_sim, a_bridged_cut_under_static_quorum_leaves_the_side_that_has_the_quorum)
+{
+    cluster__params_t p;
+    cluster__params_default(&p);
+    p.sbr.strategy = CLUSTER__SBR_STATIC_QUORUM;
+    p.sbr.quorum_size = 4;
+    bridged_cut(&p, 6);
+}
