@@ -1,8 +1,8 @@
 /* otlp.c: the OTLP/HTTP exporter of spans and the "tracing" module: the
  * tracing.* settings and OTEL_* environment, a bounded lock-free queue that
  * span-ending threads push into (never blocking: full drops and counts), and
- * one background thread that batches spans into OTLP JSON and POSTs them with
- * libcurl, retrying with backoff; flushed by a stop task. Threads: any thread
+ * one background thread that batches spans into OTLP protobuf (otlp_proto.c)
+ * or JSON and POSTs them with libcurl, retrying with backoff; flushed by a stop task. Threads: any thread
  * pushes; the exporter thread alone pops, owns the curl handle and logs
  * export errors; the loop thread starts, flushes and frees. */
 #include "trace_internal.h"
@@ -22,7 +22,7 @@
 #include <ev.h>
 #include <openssl/rand.h>
 
-#define MAX_BODY (32u << 20)        /* one request's JSON */
+#define MAX_BODY (32u << 20)        /* one request's body */
 #define ERROR_LOG_EVERY_MS 30000    /* one export error line per this */
 #define MAX_ATTEMPTS 5
 
@@ -60,6 +60,21 @@ static int check_ratio(const cJSON *v, char *why, size_t whylen)
     return UKKO_EINVAL;
 }
 
+/* 1: http/protobuf, 0: http/json, -1: another (grpc, a typo). */
+static int parse_protocol(const char *s)
+{
+    return !strcmp(s, "http/protobuf") ? 1 : !strcmp(s, "http/json") ? 0 : -1;
+}
+
+static int check_protocol(const cJSON *v, char *why, size_t whylen)
+{
+    if (cJSON_IsNull(v) || (cJSON_IsString(v) && parse_protocol(v->valuestring) >= 0))
+        return 0;
+    snprintf(why, whylen, "allowed: null, \"http/protobuf\", \"http/json\" (OTLP/gRPC is not "
+                          "supported: use the collector's OTLP/HTTP port, 4318)");
+    return UKKO_EINVAL;
+}
+
 static const ukko_cfg_key_t tracing_keys[] = {
     {"tracing.endpoint", UKKO_CFG_STRING, TC(endpoint), "null", 0, 0, NULL, NULL,
      "OTLP/HTTP base URL of a collector (\"http://otel-collector:4318\"; spans go to its "
@@ -87,6 +102,9 @@ static const ukko_cfg_key_t tracing_keys[] = {
     {"tracing.namespace-path", UKKO_CFG_STRING, TC(namespace_path),
      "\"/var/run/secrets/kubernetes.io/serviceaccount/namespace\"", 0, 0, NULL, NULL,
      "In a pod without POD_NAMESPACE, the file whose content is k8s.namespace.name."},
+    {"tracing.protocol", UKKO_CFG_STRING, TC(protocol), "null", 0, 0, NULL, check_protocol,
+     "The OTLP/HTTP encoding, \"http/protobuf\" or \"http/json\"; null: "
+     "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL or OTEL_EXPORTER_OTLP_PROTOCOL, else http/protobuf."},
 };
 
 int ukko_tracing_config_register(ukko_config_t *cfg, ukko_tracing_config_t *tc)
@@ -294,6 +312,35 @@ int ukko__otlp_plan(const ukko_tracing_config_t *tc, ukko__otlp_getenv_fn get,
         return UKKO_EINVAL;
     }
 
+    /* The encoding: the ukko config, else the signal's variable, else the
+     * general one, else http/protobuf (the spec's default). */
+    p->protobuf = true;
+    if (tc->protocol) {
+        p->protobuf = parse_protocol(tc->protocol) == 1; /* checked at load */
+    } else {
+        const char *pv = "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL";
+        v = get(pv);
+        if (!v || !*v) {
+            pv = "OTEL_EXPORTER_OTLP_PROTOCOL";
+            v = get(pv);
+        }
+        if (v && *v) {
+            int pr = parse_protocol(v);
+            if (pr < 0) {
+                snprintf(err, errlen,
+                         "tracing: %s=%.40s is not a protocol ukko exports with%s (allowed: "
+                         "http/protobuf, http/json; unset it or set tracing.protocol)",
+                         pv, v,
+                         !strcmp(v, "grpc") ? ": ukko speaks OTLP over HTTP only, so point the "
+                                              "endpoint at the collector's OTLP/HTTP port "
+                                              "(4318) and use http/protobuf"
+                                            : "");
+                return UKKO_EINVAL;
+            }
+            p->protobuf = pr == 1;
+        }
+    }
+
     /* Headers: secrets (API keys); only the variable's name is ever shown. */
     const char *hv = "OTEL_EXPORTER_OTLP_TRACES_HEADERS";
     v = get(hv);
@@ -301,7 +348,9 @@ int ukko__otlp_plan(const ukko_tracing_config_t *tc, ukko__otlp_getenv_fn get,
         hv = "OTEL_EXPORTER_OTLP_HEADERS";
         v = get(hv);
     }
-    struct curl_slist *ct = curl_slist_append(NULL, "Content-Type: application/json");
+    struct curl_slist *ct = curl_slist_append(NULL, p->protobuf
+                                                        ? "Content-Type: application/x-protobuf"
+                                                        : "Content-Type: application/json");
     if (!ct)
         return UKKO_ENOMEM;
     p->headers = ct;
@@ -765,10 +814,11 @@ static void nap(ukko__otlp_t *x, int64_t ms)
 static void send_batch(ukko__otlp_t *x, ukko_span_t **spans, size_t n)
 {
     ukko_buf_reset(&x->body);
-    if (ukko__otlp_json(&x->body, &x->plan, spans, n) < 0) {
+    if ((x->plan.protobuf ? ukko__otlp_proto(&x->body, &x->plan, spans, n)
+                          : ukko__otlp_json(&x->body, &x->plan, spans, n)) < 0) {
         atomic_fetch_add_explicit(&x->failed, n, memory_order_relaxed);
         ukko_metrics_spans_add(UKKO_SPANS_DROPPED_EXPORT, n);
-        export_error(x, n, "the batch is over 32 MiB of JSON (lower tracing.max-export-batch-size)");
+        export_error(x, n, "the batch's body is over 32 MiB (lower tracing.max-export-batch-size)");
         return;
     }
     int64_t t0 = ukko_now_ms(), deadline = t0 + x->timeout_ms;
@@ -1045,10 +1095,13 @@ static int start(ukko_host_t *host, void *settings, void **state)
     char url[512];
     safe_url(x->plan.url, url, sizeof(url));
     ukko_logf(UKKO_LOG_INFO, "tracing",
-              UKKO_FIELDS(UKKO_FS("endpoint", url), UKKO_FS("sampler", ukko__sampler_name(x->plan.sampler)),
+              UKKO_FIELDS(UKKO_FS("endpoint", url),
+                          UKKO_FS("protocol", x->plan.protobuf ? "http/protobuf" : "http/json"),
+                          UKKO_FS("sampler", ukko__sampler_name(x->plan.sampler)),
                           UKKO_FF("ratio", x->plan.ratio)),
-              "spans go to %s as OTLP/HTTP JSON (sampler %s, ratio %g)", url,
-              ukko__sampler_name(x->plan.sampler), x->plan.ratio);
+              "spans go to %s as OTLP/HTTP %s (sampler %s, ratio %g)", url,
+              x->plan.protobuf ? "protobuf" : "JSON", ukko__sampler_name(x->plan.sampler),
+              x->plan.ratio);
     ukko__otlp_install(x);
     (void)ukko_node_add_stop_task(node, UKKO_PHASE_ACTOR_SYSTEM_TERMINATE, "tracing-flush",
                                   flush_task, x);

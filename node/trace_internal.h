@@ -104,6 +104,7 @@ int ukko__actor_env_trace(ukko_trace_ctx_t *out);
 typedef struct ukko__otlp_plan {
     char *url; /* NULL: tracing stays off */
     struct curl_slist *headers;
+    bool protobuf; /* http/protobuf (the default); false: http/json */
     ukko__sampler_t sampler;
     double ratio;
     struct {
@@ -128,6 +129,10 @@ int ukko__otlp_parse_kv(const char *list, ukko__otlp_kv_fn fn, void *ud);
  * Returns 0 or UKKO_E2BIG (the buffer's cap). */
 int ukko__otlp_json(ukko_buf_t *b, const ukko__otlp_plan_t *p, ukko_span_t *const *spans,
                     size_t n);
+/* The same request in protobuf's binary format (otlp_proto.c); 0 or
+ * UKKO_E2BIG. */
+int ukko__otlp_proto(ukko_buf_t *b, const ukko__otlp_plan_t *p, ukko_span_t *const *spans,
+                     size_t n);
 
 typedef struct ukko__otlp ukko__otlp_t;
 typedef struct ukko__otlp_counts {

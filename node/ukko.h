@@ -357,6 +357,7 @@ typedef struct ukko_tracing_config {
     int64_t schedule_delay_ms;
     int64_t export_timeout_ms;
     char *namespace_path;      /* the pod's namespace when POD_NAMESPACE is unset */
+    char *protocol;            /* "http/protobuf", "http/json"; NULL: OTEL_*_PROTOCOL */
 } ukko_tracing_config_t;
 
 /* Registers the tracing.* keys, storing into tc (main thread, at start). */

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # A real OpenTelemetry Collector for the tracing tests: built on first use with the
 # collector's own builder from the Go module proxy (every component pinned to one
-# release: the OTLP receiver and the file exporter), cached, and run on loopback with
-# OTLP/HTTP in and OTLP JSON lines out to a file. Invariant: everything a running
+# release: the OTLP receiver, the file exporter and the no-op exporter), cached, and
+# run on loopback with OTLP/HTTP in (JSON or protobuf) and either OTLP JSON lines out
+# to a file (tests) or nothing out (--exporter nop: benchmarks, a collector that
+# receives and discards, as a local agent that forwards costs). Invariant: everything a running
 # collector owns lives in its state folder; `stop` ends it by pid and removes it.
 set -euo pipefail
 
@@ -23,6 +25,8 @@ options (each also an environment variable):
   --state DIR      UKKO_OTELCOL_STATE  its folder (default $TMPDIR/ukko-otelcol-$UID)
   --host ADDR      UKKO_OTELCOL_HOST   address to listen on (default 127.0.9.2)
   --port PORT      UKKO_OTELCOL_PORT   OTLP/HTTP port (default: a free one)
+  --exporter KIND  UKKO_OTELCOL_EXPORTER  file (default: spans to STATE/traces.jsonl)
+                   or nop (received, decoded and discarded)
   --owner PID      stop the collector when process PID exits
   --timeout SEC    UKKO_OTELCOL_START_TIMEOUT  deadline of build+start (default 60
                    for start; the first build may take 20 minutes on 2 cores)
@@ -40,6 +44,7 @@ port=${UKKO_OTELCOL_PORT:-}
 timeout=${UKKO_OTELCOL_START_TIMEOUT:-60}
 version=${UKKO_OTELCOL_VERSION:-0.161.0}
 cache=${UKKO_OTELCOL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ukko/otelcol}
+exporter=${UKKO_OTELCOL_EXPORTER:-file}
 owner=""
 cmd=""
 
@@ -52,6 +57,7 @@ while (($#)); do
     --host) host=$2; shift 2 ;;
     --port) port=$2; shift 2 ;;
     --owner) owner=$2; shift 2 ;;
+    --exporter) exporter=$2; shift 2 ;;
     --timeout) timeout=$2; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     -*) usage >&2; exit 2 ;;
@@ -59,8 +65,13 @@ while (($#)); do
   esac
 done
 [[ -n $cmd ]] || { usage >&2; exit 2; }
+case "$exporter" in
+  file|nop) ;;
+  *) echo "collector.sh: --exporter $exporter: allowed: file, nop" >&2; exit 2 ;;
+esac
 
-bin="$cache/$version/otelcol-ukko"
+# The binary's name says its components: a cache built with fewer is not reused.
+bin="$cache/$version/otelcol-ukko-file-nop"
 
 alive() { kill -0 "$1" 2>/dev/null; }
 
@@ -82,12 +93,13 @@ build() {
   cat >"$work/manifest.yaml" <<EOF
 dist:
   name: otelcol-ukko
-  description: OpenTelemetry Collector for ukko's tracing tests (OTLP in, JSON file out)
+  description: OpenTelemetry Collector for ukko's tracing tests (OTLP in, JSON file or nothing out)
   output_path: $work/dist
 receivers:
   - gomod: go.opentelemetry.io/collector/receiver/otlpreceiver v$version
 exporters:
   - gomod: github.com/open-telemetry/opentelemetry-collector-contrib/exporter/fileexporter v$version
+  - gomod: go.opentelemetry.io/collector/exporter/nopexporter v$version
 EOF
   if ! GOFLAGS=-buildvcs=false nice -n 15 "$work/gobin/builder" \
       --config "$work/manifest.yaml" >"$work/build.log" 2>&1; then
@@ -143,6 +155,7 @@ exporters:
     path: $state/traces.jsonl
     format: json
     flush_interval: 100ms
+  nop:
 service:
   telemetry:
     metrics:
@@ -150,7 +163,7 @@ service:
   pipelines:
     traces:
       receivers: [otlp]
-      exporters: [file]
+      exporters: [$exporter]
 EOF
   "$bin" --config "$state/config.yaml" </dev/null >"$state/collector.log" 2>&1 &
   echo $! >"$state/pid"

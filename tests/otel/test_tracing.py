@@ -17,10 +17,14 @@ OTLP JSON lines out) and a real Kafka broker (tests/kafka/kafka_rig.py).
    still processed, spans are dropped and counted in /metrics, one clear log
    line names the endpoint; once it answers again, spans arrive again.
 
+The nodes export with PROTOCOL (OTEL_EXPORTER_OTLP_PROTOCOL: http/protobuf,
+the default, or http/json); the collector's file exporter writes OTLP JSON
+whichever it received, so the same assertions hold for both.
+
 Addresses: 127.0.9.2 the collector, 127.0.9.3-6 the nodes (management 8558,
 cluster 7355). Prints SKIPPED when no collector can be built (no Go or module
 proxy) or no real Kafka can run. Usage:
-    test_tracing.py PATH/TO/ukko PATH/TO/libukko_trace_app.so
+    test_tracing.py PATH/TO/ukko PATH/TO/libukko_trace_app.so [PROTOCOL]
 """
 import json
 import os
@@ -44,6 +48,7 @@ NODE_HOSTS = ["127.0.9.3", "127.0.9.4", "127.0.9.5", "127.0.9.6"]
 PARTS = 3
 
 failures = []
+PROTOCOL = "http/protobuf"
 
 
 def check(cond, what):
@@ -189,6 +194,7 @@ class Nodes:
             "POD_NAME": f"orders-{i}",
             "POD_NAMESPACE": "shop",
             "OTEL_SERVICE_NAME": "orders-svc",
+            "OTEL_EXPORTER_OTLP_PROTOCOL": PROTOCOL,
         })
         env.update(extra)
         log = os.path.join(self.tmp, f"node{i}.log")
@@ -277,6 +283,10 @@ def scenario_three_nodes(k, col, nodes):
         nodes.start(i, [0, 1, 2], extra)
     for i in range(3):
         nodes.wait_ready(i)
+    encoding = "protobuf" if PROTOCOL == "http/protobuf" else "JSON"
+    for i in range(3):
+        check(f"OTLP/HTTP {encoding}" in nodes.tail(i, 10**8),
+              f"node {i} says it exports OTLP/HTTP {encoding} ({PROTOCOL})")
 
     def spread():
         # Every node owns a shard, none moving: a tell by id can cross nodes.
@@ -435,9 +445,13 @@ def scenario_down_and_slow(k, col, nodes, done_before):
 
 
 def main():
-    if len(sys.argv) != 3:
+    global PROTOCOL
+    if len(sys.argv) not in (3, 4) or sys.argv[3:] not in ([], ["http/protobuf"], ["http/json"]):
         print(__doc__, file=sys.stderr)
         return 2
+    if len(sys.argv) == 4:
+        PROTOCOL = sys.argv[3]
+    print(f"exporting with {PROTOCOL}", flush=True)
     ukko, app = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])
     why = need_free_addresses()
     if why:
