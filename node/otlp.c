@@ -814,7 +814,8 @@ static void nap(ukko__otlp_t *x, int64_t ms)
 static void send_batch(ukko__otlp_t *x, ukko_span_t **spans, size_t n)
 {
     ukko_buf_reset(&x->body);
-    if ((x->plan.protobuf ? ukko__otlp_proto(&x->body, &x->plan, spans, n)
+    size_t start = 0;
+    if ((x->plan.protobuf ? ukko__otlp_proto(&x->body, &x->plan, spans, n, &start)
                           : ukko__otlp_json(&x->body, &x->plan, spans, n)) < 0) {
         atomic_fetch_add_explicit(&x->failed, n, memory_order_relaxed);
         ukko_metrics_spans_add(UKKO_SPANS_DROPPED_EXPORT, n);
@@ -831,8 +832,9 @@ static void send_batch(ukko__otlp_t *x, ukko_span_t **spans, size_t n)
         int64_t left = deadline - ukko_now_ms();
         if (left <= 0)
             break;
-        curl_easy_setopt(x->curl, CURLOPT_POSTFIELDS, x->body.data);
-        curl_easy_setopt(x->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)x->body.len);
+        curl_easy_setopt(x->curl, CURLOPT_POSTFIELDS, x->body.data + start);
+        curl_easy_setopt(x->curl, CURLOPT_POSTFIELDSIZE_LARGE,
+                         (curl_off_t)(x->body.len - start));
         curl_easy_setopt(x->curl, CURLOPT_TIMEOUT_MS, (long)left);
         curl_easy_setopt(x->curl, CURLOPT_CONNECTTIMEOUT_MS, (long)(left < 3000 ? left : 3000));
         atomic_fetch_add_explicit(&x->requests, 1, memory_order_relaxed);

@@ -1,7 +1,11 @@
 /* otlp_proto.c: spans as one OTLP ExportTraceServiceRequest in protobuf's
  * binary wire format (OTLP/HTTP with Content-Type application/x-protobuf),
- * written by hand: varints, fixed64 times, length-delimited messages whose
- * length is patched in when they end. Field numbers are those of
+ * written by hand: varints, fixed64 times, length-delimited messages. A span
+ * is written into a scratch array big enough for any span (its text is
+ * bounded), nested messages getting their length when they end, then
+ * appended in one go; the outer messages' lengths are known once every span
+ * is written: they go into a gap left before the spans, so the request
+ * starts a few bytes into the buffer and nothing is moved. Field numbers are those of
  * opentelemetry-proto's collector/trace/v1, trace/v1, resource/v1 and
  * common/v1. Strings that are not UTF-8 get U+FFFD for each bad byte, as in
  * the JSON: protobuf strings must be UTF-8, and one bad attribute must not
@@ -10,10 +14,12 @@
 #include "trace_internal.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Wire types. */
 enum { WT_VARINT = 0, WT_I64 = 1, WT_LEN = 2, WT_I32 = 5 };
+
 
 /* ExportTraceServiceRequest */
 #define F_REQ_RESOURCE_SPANS 1
@@ -58,66 +64,54 @@ enum { WT_VARINT = 0, WT_I64 = 1, WT_LEN = 2, WT_I32 = 5 };
 #define F_ANY_INT 3
 #define F_ANY_DOUBLE 4
 
-typedef struct enc {
-    ukko_buf_t *b;
-    int rc; /* the first failed append's (the buffer's cap); later writes are skipped */
-} enc_t;
+/* Any span fits: its strings share UKKO__SPAN_TEXT bytes (3 times that
+ * when every byte becomes U+FFFD), plus at most ~20 bytes of framing for
+ * each attribute, event and fixed field. */
+#define SPAN_SCRATCH 4096
+_Static_assert(UKKO__SPAN_TEXT * 3 + UKKO__SPAN_MAX_ATTRS * 40 + UKKO__SPAN_MAX_EVENTS * 40 + 200 <
+                   SPAN_SCRATCH,
+               "a span's encoding fits in the scratch");
 
-static void put(enc_t *e, const void *p, size_t n)
+static size_t varint_len(uint64_t v)
 {
-    if (!e->rc)
-        e->rc = ukko_buf_append(e->b, p, n);
-}
-
-static size_t varint_to(uint8_t *out, uint64_t v)
-{
-    size_t n = 0;
+    size_t n = 1;
     while (v >= 0x80) {
-        out[n++] = (uint8_t)(v | 0x80);
         v >>= 7;
+        n++;
     }
-    out[n++] = (uint8_t)v;
     return n;
 }
 
-static void varint(enc_t *e, uint64_t v)
+static inline uint8_t *w_varint(uint8_t *p, uint64_t v)
 {
-    uint8_t d[10];
-    put(e, d, varint_to(d, v));
+    while (v >= 0x80) {
+        *p++ = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    *p++ = (uint8_t)v;
+    return p;
 }
 
-static void tag(enc_t *e, unsigned field, unsigned wt)
+/* Field numbers below 16 make one-byte keys. */
+static inline uint8_t *w_tag(uint8_t *p, unsigned field, unsigned wt)
 {
-    varint(e, (uint64_t)field << 3 | wt);
+    return w_varint(p, (uint64_t)field << 3 | wt);
 }
 
-static void field_varint(enc_t *e, unsigned field, uint64_t v)
+static inline uint8_t *w_fixed64(uint8_t *p, unsigned field, uint64_t v)
 {
-    tag(e, field, WT_VARINT);
-    varint(e, v);
-}
-
-static void field_fixed64(enc_t *e, unsigned field, uint64_t v)
-{
-    uint8_t d[8];
+    p = w_tag(p, field, WT_I64);
     for (int i = 0; i < 8; i++)
-        d[i] = (uint8_t)(v >> (8 * i)); /* little-endian on the wire */
-    tag(e, field, WT_I64);
-    put(e, d, 8);
+        *p++ = (uint8_t)(v >> (8 * i)); /* little-endian on the wire */
+    return p;
 }
 
-static void field_fixed32(enc_t *e, unsigned field, uint32_t v)
+static inline uint8_t *w_bytes(uint8_t *p, unsigned field, const void *src, size_t n)
 {
-    uint8_t d[4] = {(uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24)};
-    tag(e, field, WT_I32);
-    put(e, d, 4);
-}
-
-static void field_bytes(enc_t *e, unsigned field, const void *p, size_t n)
-{
-    tag(e, field, WT_LEN);
-    varint(e, n);
-    put(e, p, n);
+    p = w_tag(p, field, WT_LEN);
+    p = w_varint(p, n);
+    memcpy(p, src, n);
+    return p + n;
 }
 
 /* The length of a valid UTF-8 sequence at p (at most n bytes), or 0. */
@@ -136,165 +130,213 @@ static size_t utf8_len(const unsigned char *p, size_t n)
     return len;
 }
 
-/* Bytes s would take with each byte that is not UTF-8 as U+FFFD (3 bytes). */
-static size_t utf8_clean_len(const unsigned char *p, size_t n)
+/* A string field; bytes that are not UTF-8 become U+FFFD (3 bytes each):
+ * the caller leaves room for 3 times strlen(s). */
+static uint8_t *w_str(uint8_t *p, unsigned field, const char *s)
 {
-    size_t out = 0;
-    for (size_t i = 0; i < n;) {
-        size_t u = p[i] < 0x80 ? 1 : utf8_len(p + i, n - i);
-        out += u ? u : 3;
+    const unsigned char *q = (const unsigned char *)s;
+    size_t n = strlen(s), i = 0;
+    while (i < n && q[i] < 0x80) /* the common case: ASCII, one pass */
+        i++;
+    if (i == n)
+        return w_bytes(p, field, s, n);
+    size_t clean = 0;
+    for (i = 0; i < n;) {
+        size_t u = q[i] < 0x80 ? 1 : utf8_len(q + i, n - i);
+        clean += u ? u : 3;
         i += u ? u : 1;
     }
-    return out;
-}
-
-static void field_str(enc_t *e, unsigned field, const char *s)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    size_t n = strlen(s), i = 0;
-    while (i < n && p[i] < 0x80) /* the common case: ASCII, one pass */
-        i++;
-    if (i == n) {
-        field_bytes(e, field, s, n);
-        return;
-    }
-    tag(e, field, WT_LEN);
-    varint(e, utf8_clean_len(p, n));
-    size_t run = 0;
+    p = w_tag(p, field, WT_LEN);
+    p = w_varint(p, clean);
     for (i = 0; i < n;) {
-        size_t u = p[i] < 0x80 ? 1 : utf8_len(p + i, n - i);
+        size_t u = q[i] < 0x80 ? 1 : utf8_len(q + i, n - i);
         if (u) {
+            memcpy(p, q + i, u);
+            p += u;
             i += u;
-            run += u;
-            continue;
+        } else {
+            memcpy(p, "\xef\xbf\xbd", 3);
+            p += 3;
+            i++;
         }
-        put(e, p + i - run, run);
-        run = 0;
-        put(e, "\xef\xbf\xbd", 3);
-        i++;
     }
-    put(e, p + n - run, run);
+    return p;
 }
 
-/* A length-delimited field whose content follows: one byte is kept for the
- * length; end() writes it, moving the content when it needs more. */
-static size_t begin(enc_t *e, unsigned field)
+/* A nested message: open() keeps one byte for its length, close() writes
+ * it, moving the content along when it is 128 bytes or more (rare: an
+ * attribute with a long value). */
+static inline uint8_t *w_open(uint8_t *p, unsigned field, uint8_t **mark)
 {
-    tag(e, field, WT_LEN);
-    put(e, "", 1);
-    return e->b->len - 1;
+    p = w_tag(p, field, WT_LEN);
+    *mark = p;
+    return p + 1;
 }
 
-static void end(enc_t *e, size_t at)
+static inline uint8_t *w_close(uint8_t *mark, uint8_t *p)
 {
-    if (e->rc)
-        return;
-    size_t len = e->b->len - at - 1;
-    uint8_t d[10];
-    size_t k = varint_to(d, len);
-    if (k > 1) {
-        static const uint8_t pad[9];
-        put(e, pad, k - 1);
-        if (e->rc)
-            return;
-        memmove(e->b->data + at + k, e->b->data + at + 1, len);
+    size_t len = (size_t)(p - mark - 1);
+    if (len < 0x80) {
+        *mark = (uint8_t)len;
+        return p;
     }
-    memcpy(e->b->data + at, d, k);
+    size_t k = varint_len(len);
+    memmove(mark + k, mark + 1, len);
+    (void)w_varint(mark, len);
+    return p + k - 1;
 }
 
-static void kv_str(enc_t *e, unsigned field, const char *key, const char *value)
+static uint8_t *w_kv_str(uint8_t *p, unsigned field, const char *key, const char *value)
 {
-    size_t kv = begin(e, field);
-    field_str(e, F_KV_KEY, key);
-    size_t any = begin(e, F_KV_VALUE);
-    field_str(e, F_ANY_STRING, value);
-    end(e, any);
-    end(e, kv);
+    uint8_t *kv, *any;
+    p = w_open(p, field, &kv);
+    p = w_str(p, F_KV_KEY, key);
+    p = w_open(p, F_KV_VALUE, &any);
+    p = w_str(p, F_ANY_STRING, value);
+    p = w_close(any, p);
+    return w_close(kv, p);
 }
 
-static void attrs(enc_t *e, unsigned field, const ukko_span_t *sp, int event)
+static uint8_t *w_attrs(uint8_t *p, unsigned field, const ukko_span_t *sp, int event)
 {
     for (int i = 0; i < sp->nattrs; i++) {
         const ukko__attr_t *a = &sp->attrs[i];
         if (a->event != event)
             continue;
-        size_t kv = begin(e, field);
-        field_str(e, F_KV_KEY, ukko__span_text(sp, a->key));
-        size_t any = begin(e, F_KV_VALUE);
+        uint8_t *kv, *any;
+        p = w_open(p, field, &kv);
+        p = w_str(p, F_KV_KEY, ukko__span_text(sp, a->key));
+        p = w_open(p, F_KV_VALUE, &any);
         switch (a->type) {
         case UKKO__ATTR_STR:
-            field_str(e, F_ANY_STRING, ukko__span_text(sp, a->v.s));
+            p = w_str(p, F_ANY_STRING, ukko__span_text(sp, a->v.s));
             break;
         case UKKO__ATTR_INT:
-            field_varint(e, F_ANY_INT, (uint64_t)a->v.i); /* int64: two's complement */
+            p = w_tag(p, F_ANY_INT, WT_VARINT);
+            p = w_varint(p, (uint64_t)a->v.i); /* int64: two's complement, 10 bytes if < 0 */
             break;
         case UKKO__ATTR_DOUBLE: {
             uint64_t bits;
             memcpy(&bits, &a->v.d, sizeof(bits));
-            field_fixed64(e, F_ANY_DOUBLE, bits);
+            p = w_fixed64(p, F_ANY_DOUBLE, bits);
             break;
         }
         default:
-            field_varint(e, F_ANY_BOOL, a->v.b ? 1 : 0);
+            p = w_tag(p, F_ANY_BOOL, WT_VARINT);
+            *p++ = a->v.b ? 1 : 0;
         }
-        end(e, any);
-        end(e, kv);
+        p = w_close(any, p);
+        p = w_close(kv, p);
     }
+    return p;
 }
 
-static void span(enc_t *e, const ukko_span_t *sp)
+/* The Span message's content (no key, no length) at p. */
+static uint8_t *w_span(uint8_t *p, const ukko_span_t *sp)
 {
-    size_t at = begin(e, F_SS_SPANS);
-    field_bytes(e, F_SPAN_TRACE_ID, sp->ctx.trace_id, 16);
-    field_bytes(e, F_SPAN_SPAN_ID, sp->ctx.span_id, 8);
+    p = w_bytes(p, F_SPAN_TRACE_ID, sp->ctx.trace_id, 16);
+    p = w_bytes(p, F_SPAN_SPAN_ID, sp->ctx.span_id, 8);
     if (sp->has_parent)
-        field_bytes(e, F_SPAN_PARENT_SPAN_ID, sp->parent_id, 8);
-    field_str(e, F_SPAN_NAME, ukko__span_text(sp, sp->name));
-    if (sp->kind)
-        field_varint(e, F_SPAN_KIND, sp->kind);
-    field_fixed64(e, F_SPAN_START, sp->start_ns);
-    field_fixed64(e, F_SPAN_END, sp->end_ns);
-    attrs(e, F_SPAN_ATTRIBUTES, sp, -1);
-    if (sp->dropped_attrs)
-        field_varint(e, F_SPAN_DROPPED_ATTRIBUTES, sp->dropped_attrs);
+        p = w_bytes(p, F_SPAN_PARENT_SPAN_ID, sp->parent_id, 8);
+    p = w_str(p, F_SPAN_NAME, ukko__span_text(sp, sp->name));
+    if (sp->kind) {
+        p = w_tag(p, F_SPAN_KIND, WT_VARINT);
+        p = w_varint(p, sp->kind);
+    }
+    p = w_fixed64(p, F_SPAN_START, sp->start_ns);
+    p = w_fixed64(p, F_SPAN_END, sp->end_ns);
+    p = w_attrs(p, F_SPAN_ATTRIBUTES, sp, -1);
+    if (sp->dropped_attrs) {
+        p = w_tag(p, F_SPAN_DROPPED_ATTRIBUTES, WT_VARINT);
+        p = w_varint(p, sp->dropped_attrs);
+    }
     for (int i = 0; i < sp->nevents; i++) {
-        size_t ev = begin(e, F_SPAN_EVENTS);
-        field_fixed64(e, F_EVENT_TIME, sp->events[i].time_ns);
-        field_str(e, F_EVENT_NAME, ukko__span_text(sp, sp->events[i].name));
-        attrs(e, F_EVENT_ATTRIBUTES, sp, i);
-        end(e, ev);
+        uint8_t *ev;
+        p = w_open(p, F_SPAN_EVENTS, &ev);
+        p = w_fixed64(p, F_EVENT_TIME, sp->events[i].time_ns);
+        p = w_str(p, F_EVENT_NAME, ukko__span_text(sp, sp->events[i].name));
+        p = w_attrs(p, F_EVENT_ATTRIBUTES, sp, i);
+        p = w_close(ev, p);
     }
-    if (sp->dropped_events)
-        field_varint(e, F_SPAN_DROPPED_EVENTS, sp->dropped_events);
+    if (sp->dropped_events) {
+        p = w_tag(p, F_SPAN_DROPPED_EVENTS, WT_VARINT);
+        p = w_varint(p, sp->dropped_events);
+    }
     if (sp->status) {
-        size_t st = begin(e, F_SPAN_STATUS);
+        uint8_t *st;
+        p = w_open(p, F_SPAN_STATUS, &st);
         if (sp->status_msg != UKKO__SPAN_NONE)
-            field_str(e, F_STATUS_MESSAGE, ukko__span_text(sp, sp->status_msg));
-        field_varint(e, F_STATUS_CODE, sp->status);
-        end(e, st);
+            p = w_str(p, F_STATUS_MESSAGE, ukko__span_text(sp, sp->status_msg));
+        p = w_tag(p, F_STATUS_CODE, WT_VARINT);
+        p = w_varint(p, sp->status);
+        p = w_close(st, p);
     }
-    /* W3C flags; "has-is-remote" (bit 8) unset, as in the JSON */
-    field_fixed32(e, F_SPAN_FLAGS, sp->ctx.flags);
-    end(e, at);
+    /* W3C flags; "has-is-remote" (bit 8) unset, as in the JSON. Field 16:
+     * a two-byte key. */
+    p = w_tag(p, F_SPAN_FLAGS, WT_I32);
+    uint32_t fl = sp->ctx.flags;
+    for (int i = 0; i < 4; i++)
+        *p++ = (uint8_t)(fl >> (8 * i));
+    return p;
 }
 
 int ukko__otlp_proto(ukko_buf_t *b, const ukko__otlp_plan_t *p, ukko_span_t *const *spans,
-                     size_t n)
+                     size_t n, size_t *start)
 {
-    enc_t e = {.b = b};
-    size_t rs = begin(&e, F_REQ_RESOURCE_SPANS);
-    size_t res = begin(&e, F_RS_RESOURCE);
+    /* The resource and the scope: their own bytes first, sized for the worst. */
+    size_t bound = 64 + 3 * strlen(UKKO_VERSION);
     for (size_t i = 0; i < p->nres; i++)
-        kv_str(&e, F_RES_ATTRIBUTES, p->res[i].key, p->res[i].value);
-    end(&e, res);
-    size_t ss = begin(&e, F_RS_SCOPE_SPANS);
-    size_t scope = begin(&e, F_SS_SCOPE);
-    field_str(&e, F_SCOPE_NAME, "ukko");
-    field_str(&e, F_SCOPE_VERSION, UKKO_VERSION);
-    end(&e, scope);
-    for (size_t i = 0; i < n; i++)
-        span(&e, spans[i]);
-    end(&e, ss);
-    end(&e, rs);
-    return e.rc;
+        bound += 40 + 3 * (strlen(p->res[i].key) + strlen(p->res[i].value));
+    uint8_t *head = malloc(bound);
+    if (!head)
+        return UKKO_ENOMEM;
+    uint8_t *w = head, *m;
+    w = w_open(w, F_RS_RESOURCE, &m);
+    for (size_t i = 0; i < p->nres; i++)
+        w = w_kv_str(w, F_RES_ATTRIBUTES, p->res[i].key, p->res[i].value);
+    w = w_close(m, w);
+    size_t h1 = (size_t)(w - head);
+    w = w_open(w, F_SS_SCOPE, &m);
+    w = w_str(w, F_SCOPE_NAME, "ukko");
+    w = w_str(w, F_SCOPE_VERSION, UKKO_VERSION);
+    w = w_close(m, w);
+    size_t h = (size_t)(w - head);
+
+    /* The gap for what comes before the spans: the header, two keys and two
+     * lengths (at most 5 bytes each under the buffer's cap), with room to
+     * spare; its bytes are written once the spans' total is known. */
+    size_t base = b->len, gap = h + 18;
+    static const char zeros[18];
+    int rc = ukko_buf_append(b, head, h);
+    if (rc == 0)
+        rc = ukko_buf_append(b, zeros, sizeof(zeros));
+    uint8_t scratch[SPAN_SCRATCH];
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        uint8_t *c = w_span(scratch + 8, spans[i]);
+        size_t len = (size_t)(c - scratch - 8);
+        /* key and length right before the content */
+        uint8_t kl[8];
+        uint8_t *e = w_varint(w_tag(kl, F_SS_SPANS, WT_LEN), len);
+        size_t k = (size_t)(e - kl);
+        memcpy(scratch + 8 - k, kl, k);
+        rc = ukko_buf_append(b, scratch + 8 - k, len + k);
+    }
+    if (rc < 0) {
+        free(head);
+        return rc;
+    }
+    size_t s = b->len - base - gap;
+    size_t ss = h - h1 + s;                                     /* ScopeSpans' content */
+    size_t rs = h1 + 1 + varint_len(ss) + ss;                   /* ResourceSpans' */
+    size_t prefix = 1 + varint_len(rs) + h1 + 1 + varint_len(ss) + (h - h1);
+    uint8_t *o = (uint8_t *)b->data + base + gap - prefix;
+    o = w_tag(o, F_REQ_RESOURCE_SPANS, WT_LEN);
+    o = w_varint(o, rs);
+    memcpy(o, head, h1);
+    o = w_tag(o + h1, F_RS_SCOPE_SPANS, WT_LEN);
+    o = w_varint(o, ss);
+    memcpy(o, head + h1, h - h1);
+    free(head);
+    *start = base + gap - prefix;
+    return 0;
 }

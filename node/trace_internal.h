@@ -129,10 +129,11 @@ int ukko__otlp_parse_kv(const char *list, ukko__otlp_kv_fn fn, void *ud);
  * Returns 0 or UKKO_E2BIG (the buffer's cap). */
 int ukko__otlp_json(ukko_buf_t *b, const ukko__otlp_plan_t *p, ukko_span_t *const *spans,
                     size_t n);
-/* The same request in protobuf's binary format (otlp_proto.c); 0 or
- * UKKO_E2BIG. */
+/* The same request in protobuf's binary format (otlp_proto.c), appended
+ * to b: it is b->data + *start up to b->len (a few bytes before it are left
+ * unused, so that no span is moved). 0, UKKO_E2BIG or UKKO_ENOMEM. */
 int ukko__otlp_proto(ukko_buf_t *b, const ukko__otlp_plan_t *p, ukko_span_t *const *spans,
-                     size_t n);
+                     size_t n, size_t *start);
 
 typedef struct ukko__otlp ukko__otlp_t;
 typedef struct ukko__otlp_counts {
