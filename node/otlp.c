@@ -35,7 +35,7 @@ static int check_sampler(const cJSON *v, char *why, size_t whylen)
     ukko__sampler_t s;
     if (cJSON_IsNull(v) || (cJSON_IsString(v) && ukko__sampler_parse(v->valuestring, &s) == 0))
         return 0;
-    snprintf(why, whylen, "allowed: null, \"parentbased_traceidratio\", \"parentbased_always_on\", "
+    snprintf(why, whylen, "null, \"parentbased_traceidratio\", \"parentbased_always_on\", "
                           "\"parentbased_always_off\", \"traceidratio\", \"always_on\", "
                           "\"always_off\"");
     return UKKO_EINVAL;
@@ -56,7 +56,7 @@ static int check_ratio(const cJSON *v, char *why, size_t whylen)
     double d;
     if (cJSON_IsNull(v) || (cJSON_IsString(v) && parse_ratio(v->valuestring, &d) == 0))
         return 0;
-    snprintf(why, whylen, "allowed: null or a number from 0 to 1 as a string (\"0.25\")");
+    snprintf(why, whylen, "null or a number from 0 to 1 as a string (\"0.25\")");
     return UKKO_EINVAL;
 }
 
@@ -70,7 +70,7 @@ static int check_protocol(const cJSON *v, char *why, size_t whylen)
 {
     if (cJSON_IsNull(v) || (cJSON_IsString(v) && parse_protocol(v->valuestring) >= 0))
         return 0;
-    snprintf(why, whylen, "allowed: null, \"http/protobuf\", \"http/json\" (OTLP/gRPC is not "
+    snprintf(why, whylen, "null, \"http/protobuf\", \"http/json\" (OTLP/gRPC is not "
                           "supported: use the collector's OTLP/HTTP port, 4318)");
     return UKKO_EINVAL;
 }
