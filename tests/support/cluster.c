@@ -54,11 +54,11 @@ bool ut_one_cluster(const char *const *hosts, int n, char *seen, size_t seenlen)
 {
     char leader[128] = "";
     for (int i = 0; i < n; i++) {
-        if (ut_http(hosts[i], 8558, "GET", "/ready", NULL, 1000) != 200) {
+        if (ut_http(hosts[i], 8558, "GET", "/ready", NULL, 3000) != 200) {
             snprintf(seen, seenlen, "%s is not ready", hosts[i]);
             return false;
         }
-        cJSON *j = ut_members(hosts[i], 8558, 1000);
+        cJSON *j = ut_members(hosts[i], 8558, 3000);
         if (!j) {
             snprintf(seen, seenlen, "%s does not list members", hosts[i]);
             return false;
