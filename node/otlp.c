@@ -441,8 +441,7 @@ int ukko__otlp_plan(const ukko_tracing_config_t *tc, ukko__otlp_getenv_fn get,
 
 /* ------------------------------------------------------------ OTLP JSON */
 
-/* The length of a valid UTF-8 sequence at p (at most n bytes), or 0. */
-static size_t utf8_len(const unsigned char *p, size_t n)
+size_t ukko__utf8_len(const unsigned char *p, size_t n)
 {
     size_t len = p[0] >= 0xf0 && p[0] <= 0xf4 ? 4 : p[0] >= 0xe0 ? 3 : p[0] >= 0xc2 ? 2 : 0;
     if (!len || len > n)
@@ -473,7 +472,7 @@ static void json_str(ukko_buf_t *b, const char *s)
             run++;
             continue;
         }
-        size_t u = c >= 0x80 ? utf8_len(p + i, n - i) : 0;
+        size_t u = c >= 0x80 ? ukko__utf8_len(p + i, n - i) : 0;
         if (u) {
             i += u;
             run += u;

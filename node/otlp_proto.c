@@ -114,22 +114,6 @@ static inline uint8_t *w_bytes(uint8_t *p, unsigned field, const void *src, size
     return p + n;
 }
 
-/* The length of a valid UTF-8 sequence at p (at most n bytes), or 0. */
-static size_t utf8_len(const unsigned char *p, size_t n)
-{
-    size_t len = p[0] >= 0xf0 && p[0] <= 0xf4 ? 4 : p[0] >= 0xe0 ? 3 : p[0] >= 0xc2 ? 2 : 0;
-    if (!len || len > n)
-        return 0;
-    for (size_t i = 1; i < len; i++)
-        if ((p[i] & 0xc0) != 0x80)
-            return 0;
-    /* overlong 3/4-byte forms, surrogates, past U+10FFFF */
-    if ((p[0] == 0xe0 && p[1] < 0xa0) || (p[0] == 0xed && p[1] >= 0xa0) ||
-        (p[0] == 0xf0 && p[1] < 0x90) || (p[0] == 0xf4 && p[1] >= 0x90))
-        return 0;
-    return len;
-}
-
 /* A string field; bytes that are not UTF-8 become U+FFFD (3 bytes each):
  * the caller leaves room for 3 times strlen(s). */
 static uint8_t *w_str(uint8_t *p, unsigned field, const char *s)
@@ -142,14 +126,14 @@ static uint8_t *w_str(uint8_t *p, unsigned field, const char *s)
         return w_bytes(p, field, s, n);
     size_t clean = 0;
     for (i = 0; i < n;) {
-        size_t u = q[i] < 0x80 ? 1 : utf8_len(q + i, n - i);
+        size_t u = q[i] < 0x80 ? 1 : ukko__utf8_len(q + i, n - i);
         clean += u ? u : 3;
         i += u ? u : 1;
     }
     p = w_tag(p, field, WT_LEN);
     p = w_varint(p, clean);
     for (i = 0; i < n;) {
-        size_t u = q[i] < 0x80 ? 1 : utf8_len(q + i, n - i);
+        size_t u = q[i] < 0x80 ? 1 : ukko__utf8_len(q + i, n - i);
         if (u) {
             memcpy(p, q + i, u);
             p += u;

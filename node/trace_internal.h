@@ -129,6 +129,10 @@ int ukko__otlp_parse_kv(const char *list, ukko__otlp_kv_fn fn, void *ud);
  * Returns 0 or UKKO_E2BIG (the buffer's cap). */
 int ukko__otlp_json(ukko_buf_t *b, const ukko__otlp_plan_t *p, ukko_span_t *const *spans,
                     size_t n);
+/* The length of the valid UTF-8 sequence at p (n bytes left, p[0] >= 0x80),
+ * or 0: overlong forms, surrogates and code points past U+10FFFF are not
+ * valid. Both encoders write what is not as U+FFFD (otlp.c). */
+size_t ukko__utf8_len(const unsigned char *p, size_t n);
 /* The same request in protobuf's binary format (otlp_proto.c), appended
  * to b: it is b->data + *start up to b->len (a few bytes before it are left
  * unused, so that no span is moved). 0, UKKO_E2BIG or UKKO_ENOMEM. */
