@@ -243,12 +243,11 @@ Test(otlp, collector_down_drops_and_counts_without_blocking)
     cr_assert_eq(ukko__otlp_new(&p, &tc, NULL, &x), 0);
     ukko__otlp_plan_destroy(&p);
     ukko__otlp_install(x);
-    int64_t t0 = ukko_now_ms();
+    /* No assertion on time: that these return at all is the point. */
     for (int i = 0; i < 10000; i++) {
         ukko_span_t *sp = ukko_span_start("x", UKKO_SPAN_INTERNAL, NULL);
         ukko_span_end(sp);
     }
-    int64_t took = ukko_now_ms() - t0;
     ukko__otlp_counts_t c;
     int64_t deadline = ukko_now_ms() + 20000;
     do {
@@ -264,7 +263,6 @@ Test(otlp, collector_down_drops_and_counts_without_blocking)
                  "every span accounted for: dropped %llu failed %llu queued %llu",
                  (unsigned long long)c.dropped, (unsigned long long)c.failed,
                  (unsigned long long)c.queued);
-    (void)took; /* no assertion on time: that it returned at all is the point */
     ukko__otlp_free(x);
     cr_assert_not(ukko_trace_enabled(), "freeing the exporter turns tracing off");
 }
